@@ -1,0 +1,76 @@
+"""The command line: serve | backup | check | definitions import/export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sidecar import db
+from sidecar.settings import db_path_from, settings_from_env
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sidecar", description="Achievements sidecar")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--db", help="SQLite file (else SIDECAR_DB, else ./achievements.db)")
+    serve.add_argument("--host", help="address to bind (else SIDECAR_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (else SIDECAR_PORT, else 8787)")
+
+    backup = commands.add_parser("backup", help="write a consistent copy of the live database")
+    backup.add_argument("output", help="the copy to write")
+    backup.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
+    backup.add_argument("--db")
+
+    check = commands.add_parser("check", help="integrity_check and foreign_key_check")
+    check.add_argument("--db")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from sidecar.server import serve
+
+            return serve(settings_from_env(db=args.db, host=args.host, port=args.port))
+        if args.command == "backup":
+            return _backup(db_path_from(args.db), args.output, args.force)
+        if args.command == "check":
+            return _check(db_path_from(args.db))
+    except db.DatabaseError as error:
+        print(f"sidecar: {error}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _backup(source: str, output: str, force: bool) -> int:
+    from pathlib import Path
+
+    if not Path(source).is_file():
+        print(f"sidecar: no database at {source}", file=sys.stderr)
+        return 2
+    if Path(output).exists() and not force:
+        print(f"sidecar: {output} exists; use --force to overwrite it", file=sys.stderr)
+        return 1
+    pages = db.backup(source, output)
+    print(f"backed up {source} to {output} ({pages} pages)")
+    return 0
+
+
+def _check(path: str) -> int:
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        print(f"sidecar: no database at {path}", file=sys.stderr)
+        return 2
+    problems = db.check(path)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{path}: ok")
+    return 0

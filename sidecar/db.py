@@ -1,0 +1,291 @@
+"""SQLite: connections and pragmas, the schema and its version, the writer thread, backup and check.
+
+All writes go through one `Writer`: a thread that owns the only writing connection and runs each
+request's whole transaction as one function call on that thread (one hop from the event loop).
+Jobs that queue up while a commit is in progress are run together in one transaction, each in its
+own SAVEPOINT, and committed once (group commit); every caller is answered only after the commit
+that holds its write. Reads go through read-only aiosqlite connections beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+T = TypeVar("T")
+Parameters = Sequence[Any] | Mapping[str, Any]
+
+SCHEMA_VERSION = 1
+# RETURNING, STRICT tables and the JSON functions are all there from 3.37.
+MIN_SQLITE = (3, 37, 0)
+BUSY_TIMEOUT_MS = 5000
+# How many queued writes may share one transaction.
+MAX_GROUP = 256
+READERS = 2
+
+
+class DatabaseError(Exception):
+    """The database file cannot be used; the message is one clear line for the operator."""
+
+
+def schema_sql() -> str:
+    """schema.sql: shipped inside the wheel, or at the top of a source checkout."""
+    packaged = resources.files("sidecar").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+def check_sqlite_version() -> None:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        wanted = ".".join(map(str, MIN_SQLITE))
+        raise DatabaseError(f"SQLite {sqlite3.sqlite_version} is too old: {wanted} or newer needed")
+
+
+def configure(connection: sqlite3.Connection, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Per-connection pragmas; journal_mode=WAL is a property of the file, set once in `prepare`."""
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    connection.execute(f"PRAGMA synchronous = {synchronous}")
+    return connection
+
+
+def connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """A connection in autocommit mode: transactions are begun explicitly (BEGIN IMMEDIATE)."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    return configure(connection, synchronous)
+
+
+def prepare(path: str) -> None:
+    """Open or create the file, switch it to WAL and bring its schema to SCHEMA_VERSION.
+
+    Refuses (DatabaseError) a file that is not SQLite, is damaged, or comes from a newer release;
+    it never rewrites such a file.
+    """
+    check_sqlite_version()
+    target = Path(path)
+    if target.exists() and not target.is_file():
+        raise DatabaseError(f"{path} is not a regular file")
+    if not target.parent.exists():
+        raise DatabaseError(f"directory {target.parent} does not exist")
+    try:
+        connection = connect(path)
+    except sqlite3.Error as error:
+        raise DatabaseError(f"cannot open {path}: {error}") from error
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"{path} has schema version {version}; this release knows up to {SCHEMA_VERSION}"
+            )
+        if version == 0:
+            tables = connection.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+            if tables:
+                raise DatabaseError(f"{path} holds tables that are not this service's schema")
+            # One transaction: a failure half-way leaves the file as it was.
+            try:
+                connection.executescript(
+                    f"BEGIN IMMEDIATE;\n{schema_sql()}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise DatabaseError(f"{path} cannot be switched to WAL mode (got {mode})")
+    except sqlite3.DatabaseError as error:
+        raise DatabaseError(f"{path} is not a usable SQLite database: {error}") from error
+    finally:
+        connection.close()
+
+
+def checkpoint(path: str) -> None:
+    """Fold the WAL into the main file and truncate it; the last close then removes it."""
+    connection = connect(path)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+
+
+@dataclass
+class _Job:
+    run: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+_STOP = object()
+
+
+class Writer:
+    """The one thread that writes. `await writer.run(fn)` runs fn(connection) in a transaction."""
+
+    def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
+        self._connection = connect(path, synchronous)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._serve, name="sidecar-writer", daemon=True)
+        self._after_commit: list[Callable[[], None]] = []
+        self._thread.start()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on the event loop after each commit (e.g. to wake feed readers)."""
+        self._after_commit.append(callback)
+
+    async def run(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_Job(function, future))
+        return await future
+
+    async def close(self) -> None:
+        """Finish every queued write, then stop the thread and close its connection."""
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                group, stop = self._drain([first])
+                self._run_group(group)
+                if stop:
+                    return
+        finally:
+            self._connection.close()
+
+    def _drain(self, group: list[_Job]) -> tuple[list[_Job], bool]:
+        while len(group) < MAX_GROUP:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return group, False
+            if job is _STOP:
+                return group, True
+            group.append(job)
+        return group, False
+
+    def _run_group(self, group: Sequence[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        connection = self._connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for job in group:
+                outcomes.append(self._run_job(connection, job))
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            # The commit (or the transaction around the group) failed, e.g. the disk is full:
+            # nothing of the group is written, so every caller gets the error.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            outcomes = [(job, None, error) for job in group]
+        self._loop.call_soon_threadsafe(self._deliver, outcomes)
+
+    @staticmethod
+    def _run_job(connection: sqlite3.Connection, job: _Job) -> tuple[_Job, Any, BaseException | None]:
+        connection.execute("SAVEPOINT job")
+        try:
+            result = job.run(connection)
+        except Exception as error:
+            connection.execute("ROLLBACK TO job")
+            connection.execute("RELEASE job")
+            return job, None, error
+        connection.execute("RELEASE job")
+        return job, result, None
+
+    def _deliver(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        for job, result, error in outcomes:
+            if job.future.done():  # the caller went away (cancelled); the write stands
+                continue
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        for callback in self._after_commit:
+            callback()
+
+
+class Readers:
+    """Read-only aiosqlite connections, used in turn; reads never wait for the writer."""
+
+    def __init__(self, connections: list[aiosqlite.Connection]) -> None:
+        self._connections = connections
+        self._turn = itertools.cycle(connections)
+
+    @classmethod
+    async def open(cls, path: str, count: int = READERS) -> Readers:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        connections = []
+        for _ in range(count):
+            connection = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            await connection.execute("PRAGMA foreign_keys = ON")
+            await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connections.append(connection)
+        return cls(connections)
+
+    async def fetch_all(self, sql: str, parameters: Parameters = ()) -> list[sqlite3.Row]:
+        rows = await next(self._turn).execute_fetchall(sql, parameters)
+        return list(rows)
+
+    async def fetch_one(self, sql: str, parameters: Parameters = ()) -> Any:
+        rows = await self.fetch_all(sql, parameters)
+        return rows[0] if rows else None
+
+    async def close(self) -> None:
+        for connection in self._connections:
+            await connection.close()
+
+
+def backup(source: str, target: str) -> int:
+    """A consistent single-file copy of a live database (SQLite's online backup API).
+
+    The copy is written to a temporary name and renamed into place, so a reader of `target`
+    never sees half a file. Returns the number of pages copied.
+    """
+    partial = Path(f"{target}.partial")
+    partial.unlink(missing_ok=True)
+    source_connection = connect(source)
+    target_connection = sqlite3.connect(partial)
+    try:
+        # pages=-1: one step, so the copy is one consistent snapshot even under write load.
+        source_connection.backup(target_connection, pages=-1)
+        target_connection.execute("PRAGMA journal_mode = DELETE")
+        pages = int(target_connection.execute("PRAGMA page_count").fetchone()[0])
+    finally:
+        target_connection.close()
+        source_connection.close()
+    partial.replace(target)
+    return pages
+
+
+def check(path: str) -> list[str]:
+    """integrity_check and foreign_key_check; returns the problems found (empty when sound)."""
+    connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        problems = [
+            str(row[0])
+            for row in connection.execute("PRAGMA integrity_check")
+            if row[0] != "ok"
+        ]
+        problems += [
+            f"foreign key: table {row[0]} rowid {row[1]} references missing {row[2]}"
+            for row in connection.execute("PRAGMA foreign_key_check")
+        ]
+    except sqlite3.DatabaseError as error:
+        problems = [f"not a usable SQLite database: {error}"]
+    finally:
+        connection.close()
+    return problems

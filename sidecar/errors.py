@@ -1,0 +1,135 @@
+"""Error codes and RFC 9457 problem+json responses: every error the service gives has this shape."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+log = logging.getLogger("sidecar")
+
+PROBLEM_JSON = "application/problem+json"
+
+TITLES: dict[str, str] = {
+    "MALFORMED_JSON": "Request body is not valid JSON",
+    "UNAUTHORIZED": "Missing or wrong bearer token",
+    "ACHIEVEMENT_NOT_FOUND": "Achievement not found",
+    "PROGRESS_NOT_FOUND": "Progress not found",
+    "USER_NOT_FOUND": "User not found",
+    "NOT_FOUND": "No such path",
+    "INVALID_HOST": "Host header not allowed",
+    "METHOD_NOT_ALLOWED": "Method not allowed on this path",
+    "PAYLOAD_TOO_LARGE": "Request body too large",
+    "UNSUPPORTED_MEDIA_TYPE": "Request body must be application/json",
+    "VALIDATION_FAILED": "Request failed validation",
+    "KEY_CONFLICT": "Achievement key already in use",
+    "NOT_A_NUMBER": "Stored value is not a number",
+    "INVALID_PATH": "Invalid metadata path",
+    "IDEMPOTENCY_KEY_REUSED": "Idempotency key reused for a different request",
+    "STORAGE_FULL": "Storage is full",
+    "INTERNAL_ERROR": "Internal error",
+}
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    status: int
+    code: str
+    title: str
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+    index: int | None = None
+
+
+class ApiError(Exception):
+    """An expected failure of a request: becomes its problem+json answer."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str | None = None,
+        errors: list[FieldError] | None = None,
+    ) -> None:
+        super().__init__(detail or code)
+        self.problem = Problem(status, code, TITLES[code], detail, errors)
+
+    @property
+    def status(self) -> int:
+        return self.problem.status
+
+
+def validation_error(field: str, message: str) -> ApiError:
+    return ApiError(422, "VALIDATION_FAILED", f"{field}: {message}", [FieldError(field, message)])
+
+
+def not_found(code: str, detail: str) -> ApiError:
+    return ApiError(404, code, detail)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def problem_body(problem: Problem) -> bytes:
+    return _encode(problem)
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        content=problem_body(problem),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """SQLite reports a full disk (or a hit file-size limit) as SQLITE_FULL or as an I/O error."""
+    if not isinstance(error, sqlite3.Error):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+    text = str(error).lower()
+    return "full" in text or "disk i/o" in text
+
+
+_HTTP_CODES = {
+    400: "MALFORMED_JSON",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def _from_exception(error: Exception) -> Problem:
+    if isinstance(error, ApiError):
+        return error.problem
+    if isinstance(error, HTTPException) and error.status_code in _HTTP_CODES:
+        code = _HTTP_CODES[error.status_code]
+        return Problem(error.status_code, code, TITLES[code])
+    if isinstance(error, HTTPException) and error.status_code < 500:
+        # Litestar's own parameter validation (e.g. a missing query parameter).
+        return Problem(422, "VALIDATION_FAILED", TITLES["VALIDATION_FAILED"], error.detail)
+    if is_storage_full(error):
+        return Problem(507, "STORAGE_FULL", TITLES["STORAGE_FULL"], str(error))
+    log.exception("unhandled error", exc_info=error)
+    return Problem(500, "INTERNAL_ERROR", TITLES["INTERNAL_ERROR"])
+
+
+def handle_exception(_: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+    """Litestar's exception handler for everything: one shape for every error."""
+    problem = _from_exception(error)
+    # Keep Litestar's headers such as `allow` on a 405.
+    headers = dict(error.headers) if isinstance(error, HTTPException) and error.headers else None
+    return problem_response(problem, headers)

@@ -1,0 +1,128 @@
+"""Achievement definitions: CRUD by id, and create-or-replace by key."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post, put
+
+from sidecar import store
+from sidecar.models import (
+    ABSENT,
+    Achievement,
+    CreateDefinition,
+    ReplaceDefinition,
+    UpdateDefinition,
+)
+from sidecar.routes.common import answer, body_of, key_param, service_of
+from sidecar.validation import metadata_text, parse_id
+from sidecar.writes import write
+
+BASE = "/users/achievements/definitions"
+
+_create = msgspec.json.Decoder(CreateDefinition, strict=True)
+_update = msgspec.json.Decoder(UpdateDefinition, strict=True)
+_replace = msgspec.json.Decoder(ReplaceDefinition, strict=True)
+
+
+@post(BASE, opt={"body": CreateDefinition, "answer": Achievement, "status": 201})
+async def create_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await body_of(request, _create)
+    metadata = metadata_text(body.metadata)
+    return await write(
+        request,
+        service_of(request).writer,
+        lambda connection: (
+            201,
+            store.create_achievement(connection, body.name, body.description, body.key, metadata),
+        ),
+    )
+
+
+@get(BASE, opt={"answer": list[Achievement]})
+async def list_definitions(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return answer(await store.list_achievements(service_of(request).readers))
+
+
+@get(f"{BASE}/{{id:str}}", opt={"answer": Achievement})
+async def get_definition(request: Request[Any, Any, Any], id: str) -> Response[bytes]:
+    achievement = parse_id(id, "id")
+    return answer(await store.get_achievement(service_of(request).readers, achievement))
+
+
+@put(f"{BASE}/{{id:str}}", opt={"body": UpdateDefinition, "answer": Achievement})
+async def update_definition(request: Request[Any, Any, Any], id: str) -> Response[bytes]:
+    achievement = parse_id(id, "id")
+    body = await body_of(request, _update)
+    changes: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in ("name", "description", "key")
+        if getattr(body, name) is not msgspec.UNSET
+    }
+    if body.metadata is not ABSENT:
+        changes["metadata"] = metadata_text(body.metadata)
+    return await write(
+        request,
+        service_of(request).writer,
+        lambda connection: (200, store.update_achievement(connection, achievement, changes)),
+    )
+
+
+@delete(f"{BASE}/{{id:str}}", status_code=200, opt={"answer": Achievement})
+async def delete_definition(request: Request[Any, Any, Any], id: str) -> Response[bytes]:
+    achievement = parse_id(id, "id")
+    return await write(
+        request,
+        service_of(request).writer,
+        lambda connection: (200, store.delete_achievement(connection, achievement)),
+    )
+
+
+@put(f"{BASE}/by-key/{{key:str}}", opt={"body": ReplaceDefinition, "answer": Achievement})
+async def replace_definition(request: Request[Any, Any, Any], key: str) -> Response[bytes]:
+    """Declarative sync: create (201) or replace (200) the definition holding this key."""
+    key_param(key)
+    body = await body_of(request, _replace)
+    fields = {
+        "name": body.name,
+        "description": body.description,
+        "metadata": metadata_text(body.metadata),
+    }
+
+    def replace(connection: sqlite3.Connection) -> tuple[int, Achievement]:
+        if store.find_achievement(connection, key) is None:
+            return 201, store.create_achievement(connection, key=key, **fields)
+        return 200, store.update_achievement(connection, key, fields)
+
+    return await write(request, service_of(request).writer, replace)
+
+
+@get(f"{BASE}/by-key/{{key:str}}", opt={"answer": Achievement})
+async def get_definition_by_key(request: Request[Any, Any, Any], key: str) -> Response[bytes]:
+    return answer(await store.get_achievement(service_of(request).readers, key_param(key)))
+
+
+@delete(f"{BASE}/by-key/{{key:str}}", status_code=200, opt={"answer": Achievement})
+async def delete_definition_by_key(request: Request[Any, Any, Any], key: str) -> Response[bytes]:
+    key_param(key)
+    return await write(
+        request,
+        service_of(request).writer,
+        lambda connection: (200, store.delete_achievement(connection, key)),
+    )
+
+
+DEFINITION_ROUTES = [
+    create_definition,
+    list_definitions,
+    get_definition,
+    update_definition,
+    delete_definition,
+    replace_definition,
+    get_definition_by_key,
+    delete_definition_by_key,
+]
+
+

@@ -1,0 +1,69 @@
+"""The unlock feed: by cursor, and live as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.response import Stream
+
+from sidecar import store
+from sidecar.errors import validation_error
+from sidecar.models import Event
+from sidecar.routes.common import answer, service_of
+from sidecar.service import Service
+from sidecar.validation import parse_bounded_int
+
+MAX_CURSOR = 2**63 - 1
+KEEP_ALIVE_SECONDS = 15.0
+STREAM_PAGE = 500
+
+_encode = msgspec.json.Encoder().encode
+
+
+@get("/users/achievements/events", opt={"query": ("after", "limit"), "answer": list[Event]})
+async def events(request: Request[Any, Any, Any]) -> Response[bytes]:
+    after = parse_bounded_int(request.query_params, "after", 0, 0, MAX_CURSOR)
+    limit = parse_bounded_int(request.query_params, "limit", 100, 1, 1000)
+    return answer(await store.events_after(service_of(request).readers, after, limit))
+
+
+def _resume_point(request: Request[Any, Any, Any]) -> int:
+    """Last-Event-ID (what a reconnecting EventSource sends) wins over ?after=."""
+    last = request.headers.get("last-event-id")
+    if last is None:
+        return parse_bounded_int(request.query_params, "after", 0, 0, MAX_CURSOR)
+    if not last.isdigit() or int(last) > MAX_CURSOR:
+        raise validation_error("Last-Event-ID", "must be an event id")
+    return int(last)
+
+
+async def _frames(service: Service, after: int) -> AsyncIterator[bytes]:
+    cursor = after
+    yield b": connected\n\n"
+    while not service.feed.closing.is_set():
+        signal = service.feed.signal()
+        batch = await store.events_after(service.readers, cursor, STREAM_PAGE)
+        for event in batch:
+            yield b"id: %d\ndata: %s\n\n" % (event.id, _encode(event))
+        if batch:
+            cursor = batch[-1].id
+            continue
+        await service.feed.wait(signal, KEEP_ALIVE_SECONDS)
+        if not signal.is_set():
+            yield b": keep-alive\n\n"
+
+
+@get("/users/achievements/events/stream", opt={"query": ("after",), "stream": True})
+async def event_stream(request: Request[Any, Any, Any]) -> Stream:
+    after = _resume_point(request)
+    return Stream(
+        _frames(service_of(request), after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+FEED_ROUTES = [events, event_stream]

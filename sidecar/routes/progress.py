@@ -1,0 +1,93 @@
+"""User progress: upsert, get, list, unlock, delete, and the race-free apply and batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post, put
+
+from sidecar import commands, store
+from sidecar.models import (
+    Apply,
+    Batch,
+    BatchResults,
+    Unlock,
+    Upsert,
+    UserAchievement,
+    UserAchievementChange,
+)
+from sidecar.routes.common import achievement_param, answer, body_of, service_of, user_param
+from sidecar.validation import parse_bool
+from sidecar.writes import write
+
+BASE = "/users/achievements/progress"
+ROW_QUERY = ("userId", "achievementId", "achievementKey")
+
+_upsert = msgspec.json.Decoder(Upsert, strict=True)
+_unlock = msgspec.json.Decoder(Unlock, strict=True)
+_apply = msgspec.json.Decoder(Apply, strict=True)
+_batch = msgspec.json.Decoder(Batch, strict=True)
+
+
+async def _run(request: Request[Any, Any, Any], command: commands.Command) -> Response[bytes]:
+    return await write(
+        request,
+        service_of(request).writer,
+        lambda connection: (200, commands.execute(connection, command)),
+    )
+
+
+@post(BASE, opt={"body": Upsert, "answer": UserAchievement})
+async def upsert_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return await _run(request, commands.command_of(await body_of(request, _upsert)))
+
+
+@get(BASE, opt={"query": ROW_QUERY, "answer": UserAchievement | None})
+async def get_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+    user, achievement = user_param(request), achievement_param(request)
+    return answer(await store.get_progress(service_of(request).readers, user, achievement))
+
+
+@get(f"{BASE}/list", opt={"query": ("userId", "unlockedOnly"), "answer": list[UserAchievement]})
+async def list_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+    user = user_param(request)
+    unlocked_only = parse_bool(request.query_params, "unlockedOnly")
+    return answer(await store.list_progress(service_of(request).readers, user, unlocked_only))
+
+
+@put(f"{BASE}/unlock", opt={"body": Unlock, "answer": UserAchievementChange})
+async def unlock_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return await _run(request, commands.command_of(await body_of(request, _unlock)))
+
+
+@delete(BASE, status_code=200, opt={"query": ROW_QUERY, "answer": UserAchievement})
+async def delete_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+    command = commands.DeleteCommand(user_param(request), achievement_param(request))
+    return await _run(request, command)
+
+
+@post(f"{BASE}/apply", opt={"body": Apply, "answer": UserAchievementChange})
+async def apply_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return await _run(request, commands.command_of(await body_of(request, _apply)))
+
+
+@post(f"{BASE}/batch", opt={"body": Batch, "answer": BatchResults})
+async def batch_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+    batch = commands.batch_of(await body_of(request, _batch))
+    return await write(
+        request,
+        service_of(request).writer,
+        lambda connection: (200, commands.execute_batch(connection, batch)),
+    )
+
+
+PROGRESS_ROUTES = [
+    upsert_progress,
+    get_progress,
+    list_progress,
+    unlock_progress,
+    delete_progress,
+    apply_progress,
+    batch_progress,
+]

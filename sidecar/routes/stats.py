@@ -1,0 +1,38 @@
+"""Rarity per achievement and the leaderboard, from trigger-kept counters (no scans)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+
+from sidecar import store
+from sidecar.models import AchievementStats, LeaderboardEntry
+from sidecar.routes.common import answer, service_of
+from sidecar.validation import parse_bounded_int, parse_id
+
+MAX_OFFSET = 2**62
+
+
+@get("/users/achievements/stats", opt={"answer": list[AchievementStats]})
+async def stats(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return answer(await store.achievement_stats(service_of(request).readers))
+
+
+@get(
+    "/users/achievements/leaderboard",
+    opt={"query": ("limit", "offset"), "answer": list[LeaderboardEntry]},
+)
+async def leaderboard(request: Request[Any, Any, Any]) -> Response[bytes]:
+    limit = parse_bounded_int(request.query_params, "limit", 10, 1, 100)
+    offset = parse_bounded_int(request.query_params, "offset", 0, 0, MAX_OFFSET)
+    return answer(await store.leaderboard(service_of(request).readers, limit, offset))
+
+
+@get("/users/achievements/leaderboard/{userId:str}", opt={"answer": LeaderboardEntry})
+async def leaderboard_entry(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:  # noqa: N803
+    user = parse_id(userId, "userId")
+    return answer(await store.leaderboard_entry(service_of(request).readers, user))
+
+
+STATS_ROUTES = [stats, leaderboard, leaderboard_entry]

@@ -1,0 +1,26 @@
+"""Users: deleting one deletes its progress (cascade)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, delete
+
+from sidecar import store
+from sidecar.models import DeletedUser
+from sidecar.routes.common import service_of
+from sidecar.validation import parse_id
+from sidecar.writes import write
+
+
+@delete("/users/{userId:str}", status_code=200, opt={"answer": DeletedUser})
+async def delete_user(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:  # noqa: N803
+    user = parse_id(userId, "userId")
+    return await write(
+        request,
+        service_of(request).writer,
+        lambda connection: (200, store.delete_user(connection, user)),
+    )
+
+
+USER_ROUTES = [delete_user]

@@ -1,0 +1,91 @@
+"""The gate in front of every route: Host allowlist (DNS rebinding) and the optional bearer token.
+
+It wraps the whole ASGI app, so unknown paths are guarded too. Answers are problem+json.
+"""
+
+from __future__ import annotations
+
+import hmac
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from sidecar.errors import TITLES, Problem, problem_body, PROBLEM_JSON
+from sidecar.settings import Settings
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+OPEN_PATHS = frozenset({"/health"})
+
+
+def split_host(header: str) -> tuple[str, str | None]:
+    """"example:80" → ("example", "80"); "[::1]:80" → ("[::1]", "80"); no port → None."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        if end == -1:
+            return header, None
+        rest = header[end + 1 :]
+        return header[: end + 1], rest[1:] if rest.startswith(":") else None
+    name, colon, port = header.rpartition(":")
+    return (name, port) if colon and port.isdigit() else (header, None)
+
+
+class HostRule:
+    """Loopback names with any port, plus SIDECAR_ALLOWED_HOSTS: `host`, `host:port` or `*`."""
+
+    def __init__(self, extra: tuple[str, ...]) -> None:
+        self.anything = "*" in extra
+        self.any_port = set(LOOPBACK_NAMES)
+        self.exact: set[str] = set()
+        for entry in extra:
+            name, port = split_host(entry)
+            if port is None:
+                self.any_port.add(name)
+            else:
+                self.exact.add(f"{name}:{port}")
+
+    def allows(self, header: str | None) -> bool:
+        if self.anything:
+            return True
+        if not header:
+            return False
+        name, port = split_host(header)
+        return name in self.any_port or f"{name}:{port}" in self.exact
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _refuse(send: Send, status: int, code: str, extra: list[tuple[bytes, bytes]]) -> None:
+    body = problem_body(Problem(status, code, TITLES[code]))
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Gate:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.hosts = HostRule(settings.allowed_hosts)
+        self.expected = f"Bearer {settings.token}".encode() if settings.token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self.hosts.allows(_header(scope, b"host")):
+            await _refuse(send, 400, "INVALID_HOST", [])
+            return
+        if self.expected is not None and scope["path"] not in OPEN_PATHS:
+            given = (_header(scope, b"authorization") or "").encode("latin-1")
+            # Constant time, so the token cannot be guessed byte by byte from response times.
+            if not hmac.compare_digest(given, self.expected):
+                await _refuse(send, 401, "UNAUTHORIZED", [(b"www-authenticate", b"Bearer")])
+                return
+        await self.app(scope, receive, send)

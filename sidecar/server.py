@@ -1,0 +1,62 @@
+"""Run the app under uvicorn, with a shutdown that ends live streams first.
+
+On SIGTERM or SIGINT uvicorn stops accepting, waits for open requests, then runs the lifespan
+shutdown (which checkpoints the WAL). Server-Sent Event streams never finish on their own, so
+the feed is told to close as soon as the signal arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from types import FrameType
+
+import uvicorn
+
+from sidecar import db
+from sidecar.app import create_app
+from sidecar.feed import Feed
+from sidecar.settings import Settings
+
+log = logging.getLogger("sidecar")
+
+# Idle keep-alive connections are closed after this; slow clients get a 408-free disconnect.
+KEEP_ALIVE_SECONDS = 5
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, feed: Feed) -> None:
+        super().__init__(config)
+        self._feed = feed
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Runs in a signal handler on the loop's thread: hand the close to the loop itself.
+        asyncio.get_running_loop().call_soon_threadsafe(self._feed.close)
+        super().handle_exit(sig, frame)
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Refuse a bad file with one clear line before binding the port.
+    db.prepare(settings.db_path)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        log_level="info",
+    )
+    server = _Server(config, app.state.service.feed)
+    log.info("serving %s on http://%s:%d", settings.db_path, settings.host, settings.port)
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(serve(Settings()))

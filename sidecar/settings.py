@@ -1,0 +1,60 @@
+"""One frozen Settings struct, read once from command-line flags and SIDECAR_* variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+DEFAULT_DB = "./achievements.db"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    db_path: str = DEFAULT_DB
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    # When set, every route but /health requires `Authorization: Bearer <token>`.
+    token: str | None = None
+    # Extra Host header entries beyond the loopback names: "host" (any port), "host:port", "*".
+    allowed_hosts: tuple[str, ...] = ()
+    # NORMAL survives a process crash (WAL); FULL also survives power loss, at one fsync per commit.
+    synchronous: str = "NORMAL"
+    max_body_bytes: int = MAX_BODY_BYTES
+
+
+def db_path_from(flag: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The database every command uses: `--db`, else SIDECAR_DB, else ./achievements.db."""
+    environ = os.environ if env is None else env
+    return flag or environ.get("SIDECAR_DB") or DEFAULT_DB
+
+
+def settings_from_env(
+    *,
+    db: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Flags win over SIDECAR_* variables, which win over the defaults."""
+    environ = os.environ if env is None else env
+    port_text = environ.get("SIDECAR_PORT")
+    synchronous = environ.get("SIDECAR_SYNCHRONOUS", "NORMAL").upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"SIDECAR_SYNCHRONOUS must be NORMAL or FULL, not {synchronous!r}")
+    hosts = tuple(
+        entry.strip().lower()
+        for entry in environ.get("SIDECAR_ALLOWED_HOSTS", "").split(",")
+        if entry.strip()
+    )
+    return Settings(
+        db_path=db_path_from(db, environ),
+        host=host or environ.get("SIDECAR_HOST") or DEFAULT_HOST,
+        port=port if port is not None else int(port_text) if port_text else DEFAULT_PORT,
+        token=environ.get("SIDECAR_TOKEN") or None,
+        allowed_hosts=hosts,
+        synchronous=synchronous,
+    )

@@ -1,0 +1,421 @@
+"""All SQL of the service, in one place.
+
+Write functions are synchronous and take the writer's connection: the Writer runs each of them
+inside its transaction (and a SAVEPOINT), so a read followed by a write here is race-free.
+Read functions are async and go through the read-only `Readers`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from sidecar.db import Readers
+from sidecar.errors import ApiError, not_found
+from sidecar.models import (
+    Achievement,
+    AchievementStats,
+    DeletedUser,
+    Event,
+    LeaderboardEntry,
+    UserAchievement,
+    UserAchievementChange,
+)
+
+AchievementRef = int | str  # an id, or a key
+
+UNLOCKED_EVENT = "achievement.unlocked"
+
+_ACHIEVEMENT_COLUMNS = "id, key, name, description, metadata, created_at, updated_at"
+_PROGRESS_COLUMNS = "id, user_id, achievement_id, unlocked_at, metadata, created_at, updated_at"
+
+# `updated_at` must move on every update, also twice in one millisecond: take the later of now
+# and one millisecond after the stored value.
+_LATER = (
+    "CASE WHEN :now > updated_at THEN :now "
+    "ELSE strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds') END"
+)
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC with milliseconds: 2026-11-24T08:25:23.123Z (sorts as text)."""
+    millis = time.time_ns() // 1_000_000
+    seconds, fraction = divmod(millis, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:03d}Z"
+
+
+def achievement_from(row: Any) -> Achievement:
+    return Achievement(row[0], row[1], row[2], row[3], msgspec.Raw(row[4]), row[5], row[6])
+
+
+def progress_from(row: Any) -> UserAchievement:
+    return UserAchievement(row[0], row[1], row[2], row[3], msgspec.Raw(row[4]), row[5], row[6])
+
+
+def change_from(row: Any, newly_unlocked: bool) -> UserAchievementChange:
+    return UserAchievementChange(
+        row[0], row[1], row[2], row[3], msgspec.Raw(row[4]), row[5], row[6], newly_unlocked
+    )
+
+
+def load_metadata(text: str) -> dict[str, Any]:
+    """Stored metadata as Python, numbers exact (ints, Decimals) for the ops language."""
+    value: dict[str, Any] = json.loads(text, parse_float=Decimal)
+    return value
+
+
+_encode_metadata = msgspec.json.Encoder(decimal_format="number").encode
+
+
+def dump_metadata(value: dict[str, Any]) -> str:
+    return _encode_metadata(value).decode("utf-8")
+
+
+# --- achievements (writes) ---------------------------------------------------------------
+
+
+def achievement_id(connection: sqlite3.Connection, ref: AchievementRef) -> int:
+    """The id of an existing achievement, by id or key; 404 when there is none."""
+    column = "id" if isinstance(ref, int) else "key"
+    row = connection.execute(f"SELECT id FROM achievements WHERE {column} = ?", (ref,)).fetchone()
+    if row is None:
+        raise not_found("ACHIEVEMENT_NOT_FOUND", f"no achievement {column} {ref}")
+    return int(row[0])
+
+
+def _check_key_free(connection: sqlite3.Connection, key: str | None, owner: int | None) -> None:
+    if key is None:
+        return
+    row = connection.execute("SELECT id FROM achievements WHERE key = ?", (key,)).fetchone()
+    if row is not None and row[0] != owner:
+        raise ApiError(409, "KEY_CONFLICT", f"key {key!r} is used by achievement {row[0]}")
+
+
+def create_achievement(
+    connection: sqlite3.Connection,
+    name: str,
+    description: str | None,
+    key: str | None,
+    metadata: str,
+) -> Achievement:
+    _check_key_free(connection, key, None)
+    now = utc_now()
+    row = connection.execute(
+        "INSERT INTO achievements (key, name, description, metadata, created_at, updated_at) "
+        f"VALUES (?, ?, ?, ?, ?, ?) RETURNING {_ACHIEVEMENT_COLUMNS}",
+        (key, name, description, metadata, now, now),
+    ).fetchone()
+    return achievement_from(row)
+
+
+def find_achievement(connection: sqlite3.Connection, ref: AchievementRef) -> Achievement | None:
+    column = "id" if isinstance(ref, int) else "key"
+    row = connection.execute(
+        f"SELECT {_ACHIEVEMENT_COLUMNS} FROM achievements WHERE {column} = ?", (ref,)
+    ).fetchone()
+    return None if row is None else achievement_from(row)
+
+
+def update_achievement(
+    connection: sqlite3.Connection,
+    ref: AchievementRef,
+    changes: dict[str, Any],
+) -> Achievement:
+    """Set the given columns (name, description, key, metadata) and move updated_at."""
+    current = find_achievement(connection, ref)
+    if current is None:
+        raise not_found("ACHIEVEMENT_NOT_FOUND", f"no achievement {ref}")
+    if "key" in changes:
+        _check_key_free(connection, changes["key"], current.id)
+    assignments = "".join(f"{column} = :{column}, " for column in changes)
+    row = connection.execute(
+        f"UPDATE achievements SET {assignments}updated_at = {_LATER} "
+        f"WHERE id = :id RETURNING {_ACHIEVEMENT_COLUMNS}",
+        {**changes, "now": utc_now(), "id": current.id},
+    ).fetchone()
+    return achievement_from(row)
+
+
+def delete_achievement(connection: sqlite3.Connection, ref: AchievementRef) -> Achievement:
+    column = "id" if isinstance(ref, int) else "key"
+    row = connection.execute(
+        f"DELETE FROM achievements WHERE {column} = ? RETURNING {_ACHIEVEMENT_COLUMNS}", (ref,)
+    ).fetchone()
+    if row is None:
+        raise not_found("ACHIEVEMENT_NOT_FOUND", f"no achievement {column} {ref}")
+    return achievement_from(row)
+
+
+def keyed_achievements(connection: sqlite3.Connection) -> list[Achievement]:
+    rows = connection.execute(
+        f"SELECT {_ACHIEVEMENT_COLUMNS} FROM achievements ORDER BY key IS NULL, key, id"
+    ).fetchall()
+    return [achievement_from(row) for row in rows]
+
+
+# --- progress (writes) -------------------------------------------------------------------
+
+
+def _ensure_user(connection: sqlite3.Connection, user_id: int, now: str) -> None:
+    connection.execute(
+        "INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+        (user_id, now),
+    )
+
+
+def _find_progress(connection: sqlite3.Connection, user_id: int, achievement: int) -> Any:
+    return connection.execute(
+        f"SELECT {_PROGRESS_COLUMNS} FROM user_achievements "
+        "WHERE user_id = ? AND achievement_id = ?",
+        (user_id, achievement),
+    ).fetchone()
+
+
+def _append_event(connection: sqlite3.Connection, row: Any) -> None:
+    connection.execute(
+        "INSERT INTO events (type, user_id, achievement_id, unlocked_at) VALUES (?, ?, ?, ?)",
+        (UNLOCKED_EVENT, row[1], row[2], row[3]),
+    )
+
+
+def upsert_progress(
+    connection: sqlite3.Connection, user_id: int, ref: AchievementRef, metadata: str
+) -> UserAchievement:
+    achievement = achievement_id(connection, ref)
+    now = utc_now()
+    _ensure_user(connection, user_id, now)
+    row = connection.execute(
+        "INSERT INTO user_achievements "
+        "(user_id, achievement_id, metadata, created_at, updated_at) "
+        "VALUES (:user, :achievement, :metadata, :now, :now) "
+        "ON CONFLICT (user_id, achievement_id) DO UPDATE "
+        f"SET metadata = excluded.metadata, updated_at = {_LATER} "
+        f"RETURNING {_PROGRESS_COLUMNS}",
+        {"user": user_id, "achievement": achievement, "metadata": metadata, "now": now},
+    ).fetchone()
+    return progress_from(row)
+
+
+def unlock_progress(
+    connection: sqlite3.Connection, user_id: int, ref: AchievementRef
+) -> UserAchievementChange:
+    achievement = achievement_id(connection, ref)
+    row = _find_progress(connection, user_id, achievement)
+    if row is not None and row[3] is not None:
+        return change_from(row, newly_unlocked=False)
+    return _save_progress(connection, user_id, achievement, row, None, unlock=True)
+
+
+def apply_progress(
+    connection: sqlite3.Connection,
+    user_id: int,
+    ref: AchievementRef,
+    change: Any,
+) -> UserAchievementChange:
+    """Run `change(metadata) -> (new_metadata_text, conditions_hold)` on the row, atomically."""
+    achievement = achievement_id(connection, ref)
+    row = _find_progress(connection, user_id, achievement)
+    metadata, holds = change(load_metadata(row[4]) if row is not None else {})
+    locked = row is None or row[3] is None
+    return _save_progress(connection, user_id, achievement, row, metadata, unlock=locked and holds)
+
+
+def _save_progress(
+    connection: sqlite3.Connection,
+    user_id: int,
+    achievement: int,
+    row: Any,
+    metadata: str | None,
+    unlock: bool,
+) -> UserAchievementChange:
+    """Create or update a row (metadata None: keep it) and unlock it now if asked to."""
+    now = utc_now()
+    unlocked_at = now if unlock else None
+    if row is None:
+        _ensure_user(connection, user_id, now)
+        saved = connection.execute(
+            "INSERT INTO user_achievements "
+            "(user_id, achievement_id, unlocked_at, metadata, created_at, updated_at) "
+            f"VALUES (?, ?, ?, ?, ?, ?) RETURNING {_PROGRESS_COLUMNS}",
+            (user_id, achievement, unlocked_at, metadata or "{}", now, now),
+        ).fetchone()
+    else:
+        saved = connection.execute(
+            "UPDATE user_achievements "
+            "SET metadata = coalesce(:metadata, metadata), "
+            f"unlocked_at = coalesce(unlocked_at, :unlocked_at), updated_at = {_LATER} "
+            f"WHERE id = :id RETURNING {_PROGRESS_COLUMNS}",
+            {"metadata": metadata, "unlocked_at": unlocked_at, "now": now, "id": row[0]},
+        ).fetchone()
+    if unlock:
+        _append_event(connection, saved)
+    return change_from(saved, newly_unlocked=unlock)
+
+
+def delete_progress(
+    connection: sqlite3.Connection, user_id: int, ref: AchievementRef
+) -> UserAchievement:
+    if isinstance(ref, str):
+        found = connection.execute("SELECT id FROM achievements WHERE key = ?", (ref,)).fetchone()
+        ref = int(found[0]) if found else 0
+    row = connection.execute(
+        "DELETE FROM user_achievements WHERE user_id = ? AND achievement_id = ? "
+        f"RETURNING {_PROGRESS_COLUMNS}",
+        (user_id, ref),
+    ).fetchone()
+    if row is None:
+        raise not_found("PROGRESS_NOT_FOUND", f"user {user_id} has no progress on that achievement")
+    return progress_from(row)
+
+
+def delete_user(connection: sqlite3.Connection, user_id: int) -> DeletedUser:
+    progress = connection.execute(
+        "SELECT progress_rows FROM user_stats WHERE user_id = ?", (user_id,)
+    ).fetchone()
+    deleted = connection.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
+    if not deleted:
+        raise not_found("USER_NOT_FOUND", f"user {user_id} was never written")
+    return DeletedUser(user_id, int(progress[0]) if progress else 0)
+
+
+# --- idempotency keys --------------------------------------------------------------------
+
+
+def stored_response(connection: sqlite3.Connection, key: str) -> Any:
+    return connection.execute(
+        "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?", (key,)
+    ).fetchone()
+
+
+def store_response(
+    connection: sqlite3.Connection, key: str, fingerprint: bytes, status: int, body: bytes
+) -> None:
+    connection.execute(
+        "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (key, fingerprint, status, body, utc_now()),
+    )
+
+
+def purge_responses(connection: sqlite3.Connection, older_than: str, limit: int) -> int:
+    """Delete up to `limit` stored responses older than the cutoff (small bites: no long lock)."""
+    return connection.execute(
+        "DELETE FROM idempotency_keys WHERE key IN "
+        "(SELECT key FROM idempotency_keys WHERE created_at < ? LIMIT ?)",
+        (older_than, limit),
+    ).rowcount
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+async def get_achievement(readers: Readers, ref: AchievementRef) -> Achievement:
+    column = "id" if isinstance(ref, int) else "key"
+    row = await readers.fetch_one(
+        f"SELECT {_ACHIEVEMENT_COLUMNS} FROM achievements WHERE {column} = ?", (ref,)
+    )
+    if row is None:
+        raise not_found("ACHIEVEMENT_NOT_FOUND", f"no achievement {column} {ref}")
+    return achievement_from(row)
+
+
+async def list_achievements(readers: Readers) -> list[Achievement]:
+    rows = await readers.fetch_all(f"SELECT {_ACHIEVEMENT_COLUMNS} FROM achievements")
+    # Sorted here rather than by COLLATE NOCASE, which folds ASCII letters only.
+    return sorted(map(achievement_from, rows), key=lambda a: (a.name.casefold(), a.id))
+
+
+async def get_progress(
+    readers: Readers, user_id: int, ref: AchievementRef
+) -> UserAchievement | None:
+    if isinstance(ref, int):
+        where = "achievement_id = ?"
+    else:
+        where = "achievement_id = (SELECT id FROM achievements WHERE key = ?)"
+    row = await readers.fetch_one(
+        f"SELECT {_PROGRESS_COLUMNS} FROM user_achievements WHERE user_id = ? AND {where}",
+        (user_id, ref),
+    )
+    return None if row is None else progress_from(row)
+
+
+async def list_progress(readers: Readers, user_id: int, unlocked_only: bool) -> list[UserAchievement]:
+    only = " AND unlocked_at IS NOT NULL" if unlocked_only else ""
+    rows = await readers.fetch_all(
+        f"SELECT {_PROGRESS_COLUMNS} FROM user_achievements WHERE user_id = ?{only} "
+        "ORDER BY unlocked_at IS NULL, coalesce(unlocked_at, updated_at) DESC, id DESC",
+        (user_id,),
+    )
+    return [progress_from(row) for row in rows]
+
+
+async def events_after(readers: Readers, after: int, limit: int) -> list[Event]:
+    rows = await readers.fetch_all(
+        "SELECT id, type, user_id, achievement_id, unlocked_at FROM events "
+        "WHERE id > ? ORDER BY id LIMIT ?",
+        (after, limit),
+    )
+    return [Event(*row) for row in rows]
+
+
+async def achievement_stats(readers: Readers) -> list[AchievementStats]:
+    rows = await readers.fetch_all(
+        "SELECT a.id, a.name, s.unlocked_count, s.progress_rows - s.unlocked_count, "
+        "(SELECT users_with_progress FROM totals WHERE id = 1) "
+        "FROM achievements a JOIN achievement_stats s ON s.achievement_id = a.id ORDER BY a.id"
+    )
+    return [
+        AchievementStats(row[0], row[1], row[2], row[3], row[2] / row[4] if row[4] else 0.0)
+        for row in rows
+    ]
+
+
+async def leaderboard(readers: Readers, limit: int, offset: int) -> list[LeaderboardEntry]:
+    rows = await readers.fetch_all(
+        "SELECT user_id, unlocked_count, reached_at FROM user_stats WHERE unlocked_count > 0 "
+        "ORDER BY unlocked_count DESC, reached_at, user_id LIMIT ? OFFSET ?",
+        (limit, offset),
+    )
+    return [
+        LeaderboardEntry(offset + place, row[0], row[1], row[2])
+        for place, row in enumerate(rows, start=1)
+    ]
+
+
+async def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
+    # Two index range counts (ahead by count; same count but reached it earlier).
+    row = await readers.fetch_one(
+        "WITH me AS (SELECT unlocked_count AS n, reached_at AS reached FROM user_stats "
+        "  WHERE user_id = :user AND unlocked_count > 0) "
+        "SELECT n, reached, "
+        "  (SELECT count(*) FROM user_stats WHERE unlocked_count > 0 AND unlocked_count > n) + "
+        "  (SELECT count(*) FROM user_stats WHERE unlocked_count > 0 AND unlocked_count = n "
+        "    AND (reached_at, user_id) < (reached, :user)) "
+        "FROM me",
+        {"user": user_id},
+    )
+    if row is None:
+        raise not_found("USER_NOT_FOUND", f"user {user_id} has no unlocked achievement")
+    return LeaderboardEntry(row[2] + 1, user_id, row[0], row[1])
+
+
+async def ping(readers: Readers) -> None:
+    await readers.fetch_one("SELECT 1")
+
+
+async def table_rows(readers: Readers) -> dict[str, int]:
+    """Row counts from the trigger-kept counters: no table scan, also at millions of rows."""
+    row = await readers.fetch_one(
+        "SELECT (SELECT users FROM totals WHERE id = 1), "
+        "(SELECT count(*) FROM achievements), "
+        "(SELECT coalesce(sum(progress_rows), 0) FROM achievement_stats), "
+        "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'), "
+        "(SELECT count(*) FROM idempotency_keys)"
+    )
+    names = ("users", "achievements", "user_achievements", "events", "idempotency_keys")
+    return dict(zip(names, row, strict=True))

@@ -1,0 +1,194 @@
+"""Strict input: request bodies, metadata JSON, ids in paths and queries, Idempotency-Key.
+
+Every failure becomes an ApiError: 400 MALFORMED_JSON for what is not JSON at all,
+415 for a body that is not application/json, 422 VALIDATION_FAILED with the dotted field path
+for JSON that breaks the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+
+from sidecar.errors import ApiError, validation_error
+from sidecar.models import ABSENT, MAX_ID
+
+T = TypeVar("T")
+
+MAX_METADATA_BYTES = 64 * 1024
+MAX_DEPTH = 32
+MAX_IDEMPOTENCY_KEY = 255
+FLOAT_MAX = Decimal("1.7976931348623157e308")
+
+_LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]+)`")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_DECIMAL_ID = re.compile(r"[0-9]{1,19}")
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+def _dotted(path: str) -> list[str]:
+    return [name or index for name, index in _PATH_PART.findall(path)]
+
+
+def field_of(error: msgspec.ValidationError, prefix: str = "") -> tuple[str, str]:
+    """msgspec's "Expected `int` - at `$.ops[2].value`" → ("ops.2.value", "Expected `int`")."""
+    message = str(error)
+    location = _LOCATION.search(message)
+    parts = [prefix] if prefix else []
+    if location:
+        parts += _dotted(location.group("path"))
+        message = message[: location.start()]
+    named = _NAMED_FIELD.search(message)
+    if named:
+        parts.append(named.group("name"))
+    return ".".join(parts), message
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        msgspec.json.decode(body)
+    except msgspec.ValidationError:  # e.g. a number too large for a float: still JSON
+        return True
+    except RecursionError:  # nested deeper than the decoder follows: JSON, but refused below
+        return True
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def decode(decoder: msgspec.json.Decoder[T], body: bytes, prefix: str = "") -> T:
+    """Decode a JSON document strictly into its Struct; 400 if it is not JSON, else 422."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as error:
+        if not _is_json(body):
+            raise ApiError(400, "MALFORMED_JSON", "the body is not valid JSON") from None
+        field, message = field_of(error, prefix)
+        raise validation_error(field or prefix or "body", message) from None
+    except RecursionError:
+        raise validation_error(prefix or "body", "nested too deeply") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        raise ApiError(400, "MALFORMED_JSON", f"the body is not valid JSON: {error}") from None
+
+
+# --- JSON values: metadata and op values -------------------------------------------------
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return result
+
+
+def _finite_decimal(text: str) -> Decimal:
+    value = Decimal(text)
+    if abs(value) > FLOAT_MAX:
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _no_constants(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def parse_value(raw: bytes | str, field: str) -> Any:
+    """A JSON value as Python: ints exact, other numbers as exact Decimals, objects as dicts.
+
+    Refuses duplicate keys, numbers beyond the range of a double, and nesting deeper than allowed.
+    """
+    try:
+        value = json.loads(
+            raw,
+            parse_float=_finite_decimal,
+            parse_constant=_no_constants,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except RecursionError:
+        raise validation_error(field, f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:
+        raise validation_error(field, str(error)) from None
+    if depth_of(value) > MAX_DEPTH:
+        raise validation_error(field, f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def depth_of(value: Any) -> int:
+    """Nesting depth: a scalar is 0, an object or array is one more than its deepest member."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, level = stack.pop()
+        if isinstance(current, dict):
+            members: Any = current.values()
+        elif isinstance(current, list):
+            members = current
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((member, level + 1) for member in members)
+    return deepest
+
+
+def metadata_text(raw: msgspec.Raw, field: str = "metadata") -> str:
+    """Validated metadata, as the compact JSON text to store (numbers kept as written)."""
+    if raw is ABSENT or len(raw) == 0:
+        return "{}"
+    value = parse_value(bytes(raw), field)
+    if not isinstance(value, dict):
+        raise validation_error(field, "must be a JSON object")
+    text = msgspec.json.format(bytes(raw), indent=-1)
+    check_metadata_size(len(text), field)
+    return text.decode("utf-8")
+
+
+def check_metadata_size(size: int, field: str = "metadata") -> None:
+    if size > MAX_METADATA_BYTES:
+        raise validation_error(field, f"is {size} bytes of JSON; the limit is {MAX_METADATA_BYTES}")
+
+
+# --- path, query and header parameters ---------------------------------------------------
+
+
+def parse_id(text: str | None, field: str) -> int:
+    if text is None:
+        raise validation_error(field, "is required")
+    if not _DECIMAL_ID.fullmatch(text) or not 1 <= int(text) <= MAX_ID:
+        raise validation_error(field, f"must be a decimal integer from 1 to {MAX_ID}")
+    return int(text)
+
+
+def parse_bounded_int(
+    query: Mapping[str, str], field: str, default: int, low: int, high: int | None
+) -> int:
+    text = query.get(field)
+    if text is None:
+        return default
+    top = "" if high is None else f" to {high}"
+    if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) < low or (high and int(text) > high):
+        raise validation_error(field, f"must be an integer from {low}{top}")
+    return int(text)
+
+
+def parse_bool(query: Mapping[str, str], field: str) -> bool:
+    text = query.get(field, "false")
+    if text not in ("true", "false"):
+        raise validation_error(field, "must be true or false")
+    return text == "true"
+
+
+def idempotency_key(headers: Mapping[str, str]) -> str | None:
+    key = headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise validation_error(
+            "Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        )
+    return key

@@ -1,0 +1,78 @@
+"""The write path of every POST, PUT and DELETE: run on the writer, honour Idempotency-Key.
+
+A successful answer is stored with its key in the same transaction as the write, so a replay
+(same key, same method, path, query and body) gets the stored answer back and applies nothing,
+also after a crash. A repeat that arrives while the first is in flight queues behind it on the
+single writer, and so finds the stored answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+
+from sidecar import store
+from sidecar.db import Writer
+from sidecar.errors import ApiError
+from sidecar.validation import idempotency_key
+
+JSON = "application/json"
+
+# A write: runs on the writer's connection, returns the status and the answer to encode.
+Job = Callable[[sqlite3.Connection], tuple[int, msgspec.Struct]]
+Run = Callable[[sqlite3.Connection], tuple[int, bytes, bool]]
+
+_encode = msgspec.json.Encoder().encode
+
+
+def fingerprint(request: Request[Any, Any, Any], body: bytes) -> bytes:
+    digest = hashlib.sha256()
+    for part in (request.method, request.url.path, request.url.query or ""):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    digest.update(body)
+    return digest.digest()
+
+
+def _plain(job: Job) -> Run:
+    def run(connection: sqlite3.Connection) -> tuple[int, bytes, bool]:
+        status, answer = job(connection)
+        return status, _encode(answer), False
+
+    return run
+
+
+def _idempotent(job: Job, key: str, request_print: bytes) -> Run:
+    def run(connection: sqlite3.Connection) -> tuple[int, bytes, bool]:
+        stored = store.stored_response(connection, key)
+        if stored is not None:
+            if stored[0] != request_print:
+                raise ApiError(
+                    422,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    f"Idempotency-Key {key!r} was used for a different request",
+                )
+            return int(stored[1]), bytes(stored[2]), True
+        status, answer = job(connection)
+        body = _encode(answer)
+        store.store_response(connection, key, request_print, status, body)
+        return status, body, False
+
+    return run
+
+
+async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> Response[bytes]:
+    """Run `job` on the writer and answer with its encoded result (or the stored replay)."""
+    key = idempotency_key(request.headers)
+    if key is None:
+        run = _plain(job)
+    else:
+        run = _idempotent(job, key, fingerprint(request, await request.body()))
+    status, body, replayed = await writer.run(run)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return Response(content=body, status_code=status, media_type=JSON, headers=headers)
