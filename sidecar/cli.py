@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from sidecar import db
+from sidecar import db, definitions_io
 from sidecar.settings import db_path_from, settings_from_env
 
 
@@ -26,6 +27,19 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="integrity_check and foreign_key_check")
     check.add_argument("--db")
+
+    definitions = commands.add_parser("definitions", help="achievements as code, by key")
+    actions = definitions.add_subparsers(dest="action", required=True)
+    load = actions.add_parser("import", help="create or replace definitions from a file")
+    load.add_argument("file", type=Path, help="JSON, or TOML when it ends in .toml")
+    load.add_argument(
+        "--dry-run", action="store_true", help="show what would change, write nothing"
+    )
+    load.add_argument("--db")
+    dump = actions.add_parser("export", help="write every definition that has a key")
+    dump.add_argument("--format", choices=("json", "toml"), default="json")
+    dump.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    dump.add_argument("--db")
     return parser
 
 
@@ -40,15 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backup(db_path_from(args.db), args.output, args.force)
         if args.command == "check":
             return _check(db_path_from(args.db))
-    except db.DatabaseError as error:
+        if args.action == "import":
+            return _import(db_path_from(args.db), args.file, args.dry_run)
+        return _export(db_path_from(args.db), args.format, args.output)
+    except (db.DatabaseError, definitions_io.DefinitionsFileError) as error:
         print(f"sidecar: {error}", file=sys.stderr)
         return 2
-    return 2
 
 
 def _backup(source: str, output: str, force: bool) -> int:
-    from pathlib import Path
-
     if not Path(source).is_file():
         print(f"sidecar: no database at {source}", file=sys.stderr)
         return 2
@@ -61,8 +75,6 @@ def _backup(source: str, output: str, force: bool) -> int:
 
 
 def _check(path: str) -> int:
-    from pathlib import Path
-
     if not Path(path).is_file():
         print(f"sidecar: no database at {path}", file=sys.stderr)
         return 2
@@ -73,4 +85,29 @@ def _check(path: str) -> int:
         print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"{path}: ok")
+    return 0
+
+
+def _import(path: str, file: Path, dry_run: bool) -> int:
+    def report(change: definitions_io.Change) -> None:
+        print(f"{change.outcome} {change.key}", flush=True)
+
+    counts = definitions_io.import_file(path, file, dry_run, report)
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+    suffix = " (dry run: nothing written)" if dry_run else ""
+    print(f"{file}: {summary}{suffix}", file=sys.stderr)
+    return 0
+
+
+def _export(path: str, fmt: definitions_io.Format, output: Path | None) -> int:
+    text, left_out = definitions_io.export(path, fmt)
+    for achievement in left_out:
+        print(
+            f"left out achievement {achievement.id} ({achievement.name!r}): it has no key",
+            file=sys.stderr,
+        )
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
     return 0

@@ -95,8 +95,9 @@ def prepare(path: str) -> None:
                 raise DatabaseError(f"{path} holds tables that are not this service's schema")
             # One transaction: a failure half-way leaves the file as it was.
             try:
+                script = schema_sql()
                 connection.executescript(
-                    f"BEGIN IMMEDIATE;\n{schema_sql()}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
                 )
             except sqlite3.Error:
                 if connection.in_transaction:
@@ -195,7 +196,9 @@ class Writer:
         self._loop.call_soon_threadsafe(self._deliver, outcomes)
 
     @staticmethod
-    def _run_job(connection: sqlite3.Connection, job: _Job) -> tuple[_Job, Any, BaseException | None]:
+    def _run_job(
+        connection: sqlite3.Connection, job: _Job
+    ) -> tuple[_Job, Any, BaseException | None]:
         connection.execute("SAVEPOINT job")
         try:
             result = job.run(connection)
@@ -276,9 +279,7 @@ def check(path: str) -> list[str]:
     connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
         problems = [
-            str(row[0])
-            for row in connection.execute("PRAGMA integrity_check")
-            if row[0] != "ok"
+            str(row[0]) for row in connection.execute("PRAGMA integrity_check") if row[0] != "ok"
         ]
         problems += [
             f"foreign key: table {row[0]} rowid {row[1]} references missing {row[2]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -63,9 +64,10 @@ class Instrument:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        method = scope["method"]
         started = time.perf_counter()
         status = 500
 
@@ -81,4 +83,4 @@ class Instrument:
             await self.app(scope, receive, observe)
         finally:
             route = scope.get("path_template") or "unmatched"
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.requests.labels(method, route, str(status)).inc()

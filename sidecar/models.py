@@ -57,7 +57,7 @@ class UserAchievement(Wire):
 
 
 class UserAchievementChange(UserAchievement):
-    """The answer of unlock and apply: the row as the request left it, and whether it unlocked it."""
+    """Answer of unlock and apply: the row as the request left it, and whether it unlocked it."""
 
     newly_unlocked: bool
 
@@ -116,8 +116,8 @@ class UpdateDefinition(Body):
     """PUT by id: a field left out stays as it is."""
 
     name: Name | UnsetType = UNSET
-    description: Description | None | UnsetType = UNSET
-    key: Key | None | UnsetType = UNSET
+    description: Description | UnsetType | None = UNSET
+    key: Key | UnsetType | None = UNSET
     metadata: Raw = OPTIONAL_JSON
 
 

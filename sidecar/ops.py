@@ -41,9 +41,7 @@ def is_number(value: Any) -> bool:
 def split_path(path: str, field: str) -> tuple[str, ...]:
     keys = tuple(path.split("."))
     if not path or "" in keys:
-        raise ApiError(
-            422, "INVALID_PATH", f"{field}: {path!r} has an empty segment", None
-        )
+        raise ApiError(422, "INVALID_PATH", f"{field}: {path!r} has an empty segment", None)
     return keys
 
 
@@ -63,20 +61,22 @@ def parse_ops(ops: Sequence[Op], prefix: str = "") -> list[ParsedOp]:
     return parsed
 
 
-def parse_conditions(conditions: Sequence[Condition] | None, prefix: str = "") -> list[ParsedCondition]:
+def parse_conditions(
+    conditions: Sequence[Condition] | None, prefix: str = ""
+) -> list[ParsedCondition]:
     parsed = []
     for index, condition in enumerate(conditions or ()):
         field = f"{prefix}unlockWhen.{index}"
-        given = [
-            name for name in COMPARATORS if len(getattr(condition, name)) > 0
-        ]
+        given = [name for name in COMPARATORS if len(getattr(condition, name)) > 0]
         if len(given) != 1:
             raise validation_error(field, "needs exactly one of gte, gt, lte, lt, eq")
         comparator = given[0]
         value = parse_value(bytes(getattr(condition, comparator)), f"{field}.{comparator}")
         if comparator != "eq" and not is_number(value):
             raise validation_error(f"{field}.{comparator}", "needs a number")
-        parsed.append(ParsedCondition(split_path(condition.path, f"{field}.path"), comparator, value))
+        parsed.append(
+            ParsedCondition(split_path(condition.path, f"{field}.path"), comparator, value)
+        )
     return parsed
 
 
@@ -123,7 +123,9 @@ def _numeric(parent: dict[str, Any], key: str, op: ParsedOp) -> Any:
     stored = parent[key]
     if not is_number(stored):
         raise ApiError(
-            422, "NOT_A_NUMBER", f"{op.field}: the stored value at {'.'.join(op.keys)} is not a number"
+            422,
+            "NOT_A_NUMBER",
+            f"{op.field}: the stored value at {'.'.join(op.keys)} is not a number",
         )
     if op.op == "inc":
         return _finite(stored + op.value, op)

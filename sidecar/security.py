@@ -6,9 +6,18 @@ It wraps the whole ASGI app, so unknown paths are guarded too. Answers are probl
 from __future__ import annotations
 
 import hmac
-from litestar.types import ASGIApp, Receive, Scope, Send
 
-from sidecar.errors import TITLES, Problem, problem_body, PROBLEM_JSON
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
+
+from sidecar.errors import PROBLEM_JSON, TITLES, Problem, problem_body
 from sidecar.settings import Settings
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
@@ -16,7 +25,7 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 def split_host(header: str) -> tuple[str, str | None]:
-    """"example:80" → ("example", "80"); "[::1]:80" → ("[::1]", "80"); no port → None."""
+    """ "example:80" → ("example", "80"); "[::1]:80" → ("[::1]", "80"); no port → None."""
     header = header.strip().lower()
     if header.startswith("["):
         end = header.find("]")
@@ -65,8 +74,14 @@ async def _refuse(send: Send, status: int, code: str, extra: list[tuple[bytes, b
         (b"content-length", str(len(body)).encode()),
         *extra,
     ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": headers,
+    }
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)
 
 
 class Gate:
@@ -76,7 +91,7 @@ class Gate:
         self.expected = f"Bearer {settings.token}".encode() if settings.token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         if not self.hosts.allows(_header(scope, b"host")):

@@ -38,7 +38,9 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # Refuse a bad file with one clear line before binding the port.
     db.prepare(settings.db_path)
     app = create_app(settings)

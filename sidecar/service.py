@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -65,10 +66,14 @@ class Service:
                 "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - KEY_RETENTION_SECONDS)
             )
             try:
-                while await self.writer.run(
-                    lambda connection: store.purge_responses(connection, cutoff, PURGE_BITE)
-                ) == PURGE_BITE:
-                    pass
+                await self._purge_before(cutoff)
             except Exception:
                 log.exception("purging old idempotency keys failed; will try again")
             await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+    async def _purge_before(self, cutoff: str) -> None:
+        def bite(connection: sqlite3.Connection) -> int:
+            return store.purge_responses(connection, cutoff, PURGE_BITE)
+
+        while await self.writer.run(bite) == PURGE_BITE:
+            pass

@@ -344,7 +344,9 @@ async def get_progress(
     return None if row is None else progress_from(row)
 
 
-async def list_progress(readers: Readers, user_id: int, unlocked_only: bool) -> list[UserAchievement]:
+async def list_progress(
+    readers: Readers, user_id: int, unlocked_only: bool
+) -> list[UserAchievement]:
     only = " AND unlocked_at IS NOT NULL" if unlocked_only else ""
     rows = await readers.fetch_all(
         f"SELECT {_PROGRESS_COLUMNS} FROM user_achievements WHERE user_id = ?{only} "

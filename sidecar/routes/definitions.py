@@ -85,15 +85,15 @@ async def replace_definition(request: Request[Any, Any, Any], key: str) -> Respo
     """Declarative sync: create (201) or replace (200) the definition holding this key."""
     key_param(key)
     body = await body_of(request, _replace)
-    fields = {
-        "name": body.name,
-        "description": body.description,
-        "metadata": metadata_text(body.metadata),
-    }
+    metadata = metadata_text(body.metadata)
 
     def replace(connection: sqlite3.Connection) -> tuple[int, Achievement]:
         if store.find_achievement(connection, key) is None:
-            return 201, store.create_achievement(connection, key=key, **fields)
+            created = store.create_achievement(
+                connection, body.name, body.description, key, metadata
+            )
+            return 201, created
+        fields = {"name": body.name, "description": body.description, "metadata": metadata}
         return 200, store.update_achievement(connection, key, fields)
 
     return await write(request, service_of(request).writer, replace)
@@ -124,5 +124,3 @@ DEFINITION_ROUTES = [
     get_definition_by_key,
     delete_definition_by_key,
 ]
-
-

@@ -40,7 +40,8 @@ async def _run(request: Request[Any, Any, Any], command: commands.Command) -> Re
 
 @post(BASE, opt={"body": Upsert, "answer": UserAchievement})
 async def upsert_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return await _run(request, commands.command_of(await body_of(request, _upsert)))
+    body = await body_of(request, _upsert)
+    return await _run(request, commands.command_of(body))
 
 
 @get(BASE, opt={"query": ROW_QUERY, "answer": UserAchievement | None})
@@ -58,7 +59,8 @@ async def list_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @put(f"{BASE}/unlock", opt={"body": Unlock, "answer": UserAchievementChange})
 async def unlock_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return await _run(request, commands.command_of(await body_of(request, _unlock)))
+    body = await body_of(request, _unlock)
+    return await _run(request, commands.command_of(body))
 
 
 @delete(BASE, status_code=200, opt={"query": ROW_QUERY, "answer": UserAchievement})
@@ -69,7 +71,8 @@ async def delete_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @post(f"{BASE}/apply", opt={"body": Apply, "answer": UserAchievementChange})
 async def apply_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return await _run(request, commands.command_of(await body_of(request, _apply)))
+    body = await body_of(request, _apply)
+    return await _run(request, commands.command_of(body))
 
 
 @post(f"{BASE}/batch", opt={"body": Batch, "answer": BatchResults})

@@ -30,7 +30,7 @@ async def leaderboard(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get("/users/achievements/leaderboard/{userId:str}", opt={"answer": LeaderboardEntry})
-async def leaderboard_entry(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:  # noqa: N803
+async def leaderboard_entry(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:
     user = parse_id(userId, "userId")
     return answer(await store.leaderboard_entry(service_of(request).readers, user))
 

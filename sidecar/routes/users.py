@@ -14,7 +14,7 @@ from sidecar.writes import write
 
 
 @delete("/users/{userId:str}", status_code=200, opt={"answer": DeletedUser})
-async def delete_user(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:  # noqa: N803
+async def delete_user(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:
     user = parse_id(userId, "userId")
     return await write(
         request,
