@@ -4,14 +4,13 @@ All writes go through one `Writer`: a thread that owns the only writing connecti
 request's whole transaction as one function call on that thread (one hop from the event loop).
 Jobs that queue up while a commit is in progress are run together in one transaction, each in its
 own SAVEPOINT, and committed once (group commit); every caller is answered only after the commit
-that holds its write. Reads go through read-only aiosqlite connections beside the writer.
+that holds its write. Reads go through read-only connections beside the writer (see Readers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import queue
 import sqlite3
 import threading
@@ -32,7 +31,6 @@ MIN_SQLITE = (3, 37, 0)
 BUSY_TIMEOUT_MS = 5000
 # How many queued writes may share one transaction.
 MAX_GROUP = 256
-READERS = 2
 
 
 class DatabaseError(Exception):
@@ -187,7 +185,7 @@ class Writer:
             for job in group:
                 outcomes.append(self._run_job(connection, job))
             connection.execute("COMMIT")
-        except sqlite3.Error as error:
+        except Exception as error:
             # The commit (or the transaction around the group) failed, e.g. the disk is full:
             # nothing of the group is written, so every caller gets the error.
             with contextlib.suppress(sqlite3.Error):
@@ -203,8 +201,13 @@ class Writer:
         try:
             result = job.run(connection)
         except Exception as error:
-            connection.execute("ROLLBACK TO job")
-            connection.execute("RELEASE job")
+            try:
+                connection.execute("ROLLBACK TO job")
+                connection.execute("RELEASE job")
+            except sqlite3.Error:
+                # SQLite already rolled the whole transaction back (e.g. on SQLITE_FULL):
+                # the group fails, and every caller gets this job's error.
+                raise error from None
             return job, None, error
         connection.execute("RELEASE job")
         return job, result, None
@@ -222,34 +225,39 @@ class Writer:
 
 
 class Readers:
-    """Read-only aiosqlite connections, used in turn; reads never wait for the writer."""
+    """Read-only connections beside the writer, in two kinds.
 
-    def __init__(self, connections: list[aiosqlite.Connection]) -> None:
-        self._connections = connections
-        self._turn = itertools.cycle(connections)
+    Bounded reads (one row, a user's rows, a leaderboard page) run inline on the event loop:
+    SQLite answers them in microseconds, while a hop to a connection thread costs ~100 µs and
+    measured 4,900 against 7,800 GETs/s here. Reads whose size grows with the data (event pages,
+    per-achievement stats, row counts) go through aiosqlite's thread, so they never stall the loop.
+    """
+
+    def __init__(self, inline: sqlite3.Connection, threaded: aiosqlite.Connection) -> None:
+        self._inline = inline
+        self._threaded = threaded
 
     @classmethod
-    async def open(cls, path: str, count: int = READERS) -> Readers:
+    async def open(cls, path: str) -> Readers:
         uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-        connections = []
-        for _ in range(count):
-            connection = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-            await connection.execute("PRAGMA foreign_keys = ON")
-            await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            connections.append(connection)
-        return cls(connections)
+        inline = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        configure(inline)
+        threaded = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        await threaded.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return cls(inline, threaded)
 
-    async def fetch_all(self, sql: str, parameters: Parameters = ()) -> list[sqlite3.Row]:
-        rows = await next(self._turn).execute_fetchall(sql, parameters)
-        return list(rows)
+    def fetch_one(self, sql: str, parameters: Parameters = ()) -> Any:
+        return self._inline.execute(sql, parameters).fetchone()
 
-    async def fetch_one(self, sql: str, parameters: Parameters = ()) -> Any:
-        rows = await self.fetch_all(sql, parameters)
-        return rows[0] if rows else None
+    def fetch_all(self, sql: str, parameters: Parameters = ()) -> list[Any]:
+        return self._inline.execute(sql, parameters).fetchall()
+
+    async def fetch_bulk(self, sql: str, parameters: Parameters = ()) -> list[Any]:
+        return list(await self._threaded.execute_fetchall(sql, parameters))
 
     async def close(self) -> None:
-        for connection in self._connections:
-            await connection.close()
+        self._inline.close()
+        await self._threaded.close()
 
 
 def backup(source: str, target: str) -> int:

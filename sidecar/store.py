@@ -314,9 +314,9 @@ def purge_responses(connection: sqlite3.Connection, older_than: str, limit: int)
 # --- reads -------------------------------------------------------------------------------
 
 
-async def get_achievement(readers: Readers, ref: AchievementRef) -> Achievement:
+def get_achievement(readers: Readers, ref: AchievementRef) -> Achievement:
     column = "id" if isinstance(ref, int) else "key"
-    row = await readers.fetch_one(
+    row = readers.fetch_one(
         f"SELECT {_ACHIEVEMENT_COLUMNS} FROM achievements WHERE {column} = ?", (ref,)
     )
     if row is None:
@@ -325,30 +325,26 @@ async def get_achievement(readers: Readers, ref: AchievementRef) -> Achievement:
 
 
 async def list_achievements(readers: Readers) -> list[Achievement]:
-    rows = await readers.fetch_all(f"SELECT {_ACHIEVEMENT_COLUMNS} FROM achievements")
+    rows = await readers.fetch_bulk(f"SELECT {_ACHIEVEMENT_COLUMNS} FROM achievements")
     # Sorted here rather than by COLLATE NOCASE, which folds ASCII letters only.
     return sorted(map(achievement_from, rows), key=lambda a: (a.name.casefold(), a.id))
 
 
-async def get_progress(
-    readers: Readers, user_id: int, ref: AchievementRef
-) -> UserAchievement | None:
+def get_progress(readers: Readers, user_id: int, ref: AchievementRef) -> UserAchievement | None:
     if isinstance(ref, int):
         where = "achievement_id = ?"
     else:
         where = "achievement_id = (SELECT id FROM achievements WHERE key = ?)"
-    row = await readers.fetch_one(
+    row = readers.fetch_one(
         f"SELECT {_PROGRESS_COLUMNS} FROM user_achievements WHERE user_id = ? AND {where}",
         (user_id, ref),
     )
     return None if row is None else progress_from(row)
 
 
-async def list_progress(
-    readers: Readers, user_id: int, unlocked_only: bool
-) -> list[UserAchievement]:
+def list_progress(readers: Readers, user_id: int, unlocked_only: bool) -> list[UserAchievement]:
     only = " AND unlocked_at IS NOT NULL" if unlocked_only else ""
-    rows = await readers.fetch_all(
+    rows = readers.fetch_all(
         f"SELECT {_PROGRESS_COLUMNS} FROM user_achievements WHERE user_id = ?{only} "
         "ORDER BY unlocked_at IS NULL, coalesce(unlocked_at, updated_at) DESC, id DESC",
         (user_id,),
@@ -357,7 +353,7 @@ async def list_progress(
 
 
 async def events_after(readers: Readers, after: int, limit: int) -> list[Event]:
-    rows = await readers.fetch_all(
+    rows = await readers.fetch_bulk(
         "SELECT id, type, user_id, achievement_id, unlocked_at FROM events "
         "WHERE id > ? ORDER BY id LIMIT ?",
         (after, limit),
@@ -366,7 +362,7 @@ async def events_after(readers: Readers, after: int, limit: int) -> list[Event]:
 
 
 async def achievement_stats(readers: Readers) -> list[AchievementStats]:
-    rows = await readers.fetch_all(
+    rows = await readers.fetch_bulk(
         "SELECT a.id, a.name, s.unlocked_count, s.progress_rows - s.unlocked_count, "
         "(SELECT users_with_progress FROM totals WHERE id = 1) "
         "FROM achievements a JOIN achievement_stats s ON s.achievement_id = a.id ORDER BY a.id"
@@ -377,8 +373,8 @@ async def achievement_stats(readers: Readers) -> list[AchievementStats]:
     ]
 
 
-async def leaderboard(readers: Readers, limit: int, offset: int) -> list[LeaderboardEntry]:
-    rows = await readers.fetch_all(
+def leaderboard(readers: Readers, limit: int, offset: int) -> list[LeaderboardEntry]:
+    rows = readers.fetch_all(
         "SELECT user_id, unlocked_count, reached_at FROM user_stats WHERE unlocked_count > 0 "
         "ORDER BY unlocked_count DESC, reached_at, user_id LIMIT ? OFFSET ?",
         (limit, offset),
@@ -389,9 +385,9 @@ async def leaderboard(readers: Readers, limit: int, offset: int) -> list[Leaderb
     ]
 
 
-async def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
+def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
     # Two index range counts (ahead by count; same count but reached it earlier).
-    row = await readers.fetch_one(
+    row = readers.fetch_one(
         "WITH me AS (SELECT unlocked_count AS n, reached_at AS reached FROM user_stats "
         "  WHERE user_id = :user AND unlocked_count > 0) "
         "SELECT n, reached, "
@@ -406,13 +402,13 @@ async def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
     return LeaderboardEntry(row[2] + 1, user_id, row[0], row[1])
 
 
-async def ping(readers: Readers) -> None:
-    await readers.fetch_one("SELECT 1")
+def ping(readers: Readers) -> None:
+    readers.fetch_one("SELECT 1")
 
 
 async def table_rows(readers: Readers) -> dict[str, int]:
     """Row counts from the trigger-kept counters: no table scan, also at millions of rows."""
-    row = await readers.fetch_one(
+    rows = await readers.fetch_bulk(
         "SELECT (SELECT users FROM totals WHERE id = 1), "
         "(SELECT count(*) FROM achievements), "
         "(SELECT coalesce(sum(progress_rows), 0) FROM achievement_stats), "
@@ -420,4 +416,4 @@ async def table_rows(readers: Readers) -> dict[str, int]:
         "(SELECT count(*) FROM idempotency_keys)"
     )
     names = ("users", "achievements", "user_achievements", "events", "idempotency_keys")
-    return dict(zip(names, row, strict=True))
+    return dict(zip(names, rows[0], strict=True))

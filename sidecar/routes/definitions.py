@@ -49,7 +49,7 @@ async def list_definitions(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get(f"{BASE}/{{id:str}}", opt={"answer": Achievement})
 async def get_definition(request: Request[Any, Any, Any], id: str) -> Response[bytes]:
     achievement = parse_id(id, "id")
-    return answer(await store.get_achievement(service_of(request).readers, achievement))
+    return answer(store.get_achievement(service_of(request).readers, achievement))
 
 
 @put(f"{BASE}/{{id:str}}", opt={"body": UpdateDefinition, "answer": Achievement})
@@ -101,7 +101,7 @@ async def replace_definition(request: Request[Any, Any, Any], key: str) -> Respo
 
 @get(f"{BASE}/by-key/{{key:str}}", opt={"answer": Achievement})
 async def get_definition_by_key(request: Request[Any, Any, Any], key: str) -> Response[bytes]:
-    return answer(await store.get_achievement(service_of(request).readers, key_param(key)))
+    return answer(store.get_achievement(service_of(request).readers, key_param(key)))
 
 
 @delete(f"{BASE}/by-key/{{key:str}}", status_code=200, opt={"answer": Achievement})

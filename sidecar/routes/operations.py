@@ -17,7 +17,7 @@ OPENAPI_PATH = "/schema/openapi.json"
 
 @get("/health", opt={"answer": Health})
 async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
-    await store.ping(service_of(request).readers)
+    store.ping(service_of(request).readers)
     return answer(Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
 
 

@@ -47,14 +47,14 @@ async def upsert_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get(BASE, opt={"query": ROW_QUERY, "answer": UserAchievement | None})
 async def get_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
     user, achievement = user_param(request), achievement_param(request)
-    return answer(await store.get_progress(service_of(request).readers, user, achievement))
+    return answer(store.get_progress(service_of(request).readers, user, achievement))
 
 
 @get(f"{BASE}/list", opt={"query": ("userId", "unlockedOnly"), "answer": list[UserAchievement]})
 async def list_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
     user = user_param(request)
     unlocked_only = parse_bool(request.query_params, "unlockedOnly")
-    return answer(await store.list_progress(service_of(request).readers, user, unlocked_only))
+    return answer(store.list_progress(service_of(request).readers, user, unlocked_only))
 
 
 @put(f"{BASE}/unlock", opt={"body": Unlock, "answer": UserAchievementChange})

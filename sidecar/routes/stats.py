@@ -26,13 +26,13 @@ async def stats(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def leaderboard(request: Request[Any, Any, Any]) -> Response[bytes]:
     limit = parse_bounded_int(request.query_params, "limit", 10, 1, 100)
     offset = parse_bounded_int(request.query_params, "offset", 0, 0, MAX_OFFSET)
-    return answer(await store.leaderboard(service_of(request).readers, limit, offset))
+    return answer(store.leaderboard(service_of(request).readers, limit, offset))
 
 
 @get("/users/achievements/leaderboard/{userId:str}", opt={"answer": LeaderboardEntry})
 async def leaderboard_entry(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:
     user = parse_id(userId, "userId")
-    return answer(await store.leaderboard_entry(service_of(request).readers, user))
+    return answer(store.leaderboard_entry(service_of(request).readers, user))
 
 
 STATS_ROUTES = [stats, leaderboard, leaderboard_entry]
