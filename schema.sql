@@ -1,5 +1,6 @@
 -- The achievements sidecar's schema: the single source of truth for the tables.
--- Applied at start on an empty file; PRAGMA user_version numbers it (see sidecar/db.py).
+-- Applied at start on an empty file; PRAGMA user_version numbers it (see sidecar/db.py), and
+-- sidecar/migrations/ brings a file of an older version here, in one transaction.
 -- Timestamps are RFC 3339 UTC text with milliseconds, so they sort as text.
 
 CREATE TABLE users (
@@ -7,18 +8,19 @@ CREATE TABLE users (
     created_at  TEXT NOT NULL
 ) STRICT;
 
+-- key and metadata come last: that is where migration 2 added them to a version-1 file.
 CREATE TABLE achievements (
     id           INTEGER PRIMARY KEY,
-    key          TEXT UNIQUE,
     name         TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 255),
     description  TEXT CHECK (description IS NULL OR length(description) <= 10000),
-    metadata     TEXT NOT NULL DEFAULT '{}'
-                 CHECK (json_valid(metadata) AND json_type(metadata) = 'object'),
     created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL
+    updated_at   TEXT NOT NULL,
+    key          TEXT,
+    metadata     TEXT NOT NULL DEFAULT '{}'
+                 CHECK (json_valid(metadata) AND json_type(metadata) = 'object')
 ) STRICT;
 
-CREATE INDEX achievements_by_name ON achievements (name COLLATE NOCASE, id);
+CREATE UNIQUE INDEX achievements_by_key ON achievements (key);
 
 CREATE TABLE user_achievements (
     id              INTEGER PRIMARY KEY,

@@ -25,7 +25,7 @@ import aiosqlite
 T = TypeVar("T")
 Parameters = Sequence[Any] | Mapping[str, Any]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # RETURNING, STRICT tables and the JSON functions are all there from 3.37.
 MIN_SQLITE = (3, 37, 0)
 BUSY_TIMEOUT_MS = 5000
@@ -43,6 +43,19 @@ def schema_sql() -> str:
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
     return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+def migrations_after(version: int) -> list[tuple[int, str]]:
+    """The migration scripts that bring a file of `version` to SCHEMA_VERSION, in order.
+
+    sidecar/migrations/NNNN_name.sql takes a file from version NNNN - 1 to NNNN.
+    """
+    scripts = []
+    for entry in resources.files("sidecar.migrations").iterdir():
+        number = entry.name.split("_", 1)[0]
+        if entry.name.endswith(".sql") and number.isdigit() and int(number) > version:
+            scripts.append((int(number), entry.read_text(encoding="utf-8")))
+    return sorted(scripts)
 
 
 def check_sqlite_version() -> None:
@@ -91,16 +104,9 @@ def prepare(path: str) -> None:
             tables = connection.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
             if tables:
                 raise DatabaseError(f"{path} holds tables that are not this service's schema")
-            # One transaction: a failure half-way leaves the file as it was.
-            try:
-                script = schema_sql()
-                connection.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-                )
-            except sqlite3.Error:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+            _upgrade(connection, [schema_sql()])
+        elif version < SCHEMA_VERSION:
+            _upgrade(connection, [script for _, script in migrations_after(version)])
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DatabaseError(f"{path} cannot be switched to WAL mode (got {mode})")
@@ -108,6 +114,19 @@ def prepare(path: str) -> None:
         raise DatabaseError(f"{path} is not a usable SQLite database: {error}") from error
     finally:
         connection.close()
+
+
+def _upgrade(connection: sqlite3.Connection, scripts: list[str]) -> None:
+    """Run the scripts and set user_version in one transaction: all of it, or nothing."""
+    body = "\n".join(scripts)
+    try:
+        connection.executescript(
+            f"BEGIN IMMEDIATE;\n{body}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+        )
+    except sqlite3.Error:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 def checkpoint(path: str) -> None:

@@ -1,0 +1,136 @@
+-- Migration 2: achievement keys and metadata, the unlock feed, idempotency keys, and the
+-- trigger-kept counters behind stats and the leaderboard. Runs inside the caller's transaction.
+-- Unlocks made before this migration get no events: the feed starts at the upgrade.
+
+ALTER TABLE achievements ADD COLUMN key TEXT;
+ALTER TABLE achievements ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'
+    CHECK (json_valid(metadata) AND json_type(metadata) = 'object');
+CREATE UNIQUE INDEX achievements_by_key ON achievements (key);
+
+-- The unlock feed: append-only, never cascaded, so a cursor never sees a gap.
+CREATE TABLE events (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    type            TEXT NOT NULL,
+    user_id         INTEGER NOT NULL,
+    achievement_id  INTEGER NOT NULL,
+    unlocked_at     TEXT NOT NULL
+) STRICT;
+
+-- Stored answers of requests that carried an Idempotency-Key.
+CREATE TABLE idempotency_keys (
+    key          TEXT PRIMARY KEY,
+    fingerprint  BLOB NOT NULL,
+    status       INTEGER NOT NULL,
+    body         BLOB NOT NULL,
+    created_at   TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+
+-- Counters kept by the triggers below, so stats and the leaderboard never scan progress rows.
+-- user_stats.reached_at is when the user reached the current unlocked_count (their newest unlock).
+CREATE TABLE user_stats (
+    user_id         INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    progress_rows   INTEGER NOT NULL DEFAULT 0,
+    unlocked_count  INTEGER NOT NULL DEFAULT 0,
+    reached_at      TEXT
+) STRICT;
+
+CREATE INDEX user_stats_ranking ON user_stats (unlocked_count DESC, reached_at, user_id)
+    WHERE unlocked_count > 0;
+
+CREATE TABLE achievement_stats (
+    achievement_id  INTEGER PRIMARY KEY REFERENCES achievements (id) ON DELETE CASCADE,
+    progress_rows   INTEGER NOT NULL DEFAULT 0,
+    unlocked_count  INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+-- One row: how many users there are, and how many have at least one progress row
+-- (the denominator of unlockRate).
+CREATE TABLE totals (
+    id                   INTEGER PRIMARY KEY CHECK (id = 1),
+    users                INTEGER NOT NULL DEFAULT 0,
+    users_with_progress  INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+-- Counters for the rows that exist already (the triggers below keep them from now on).
+INSERT INTO user_stats (user_id, progress_rows, unlocked_count, reached_at)
+    SELECT users.id, count(progress.id), count(progress.unlocked_at), max(progress.unlocked_at)
+      FROM users LEFT JOIN user_achievements AS progress ON progress.user_id = users.id
+     GROUP BY users.id;
+INSERT INTO achievement_stats (achievement_id, progress_rows, unlocked_count)
+    SELECT achievements.id, count(progress.id), count(progress.unlocked_at)
+      FROM achievements
+      LEFT JOIN user_achievements AS progress ON progress.achievement_id = achievements.id
+     GROUP BY achievements.id;
+INSERT INTO totals (id, users, users_with_progress) VALUES (
+    1,
+    (SELECT count(*) FROM users),
+    (SELECT count(DISTINCT user_id) FROM user_achievements)
+);
+
+CREATE TRIGGER user_inserted AFTER INSERT ON users BEGIN
+    INSERT INTO user_stats (user_id) VALUES (new.id);
+    UPDATE totals SET users = users + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER user_deleted AFTER DELETE ON users BEGIN
+    UPDATE totals SET users = users - 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER achievements_stats_row AFTER INSERT ON achievements BEGIN
+    INSERT INTO achievement_stats (achievement_id) VALUES (new.id);
+END;
+
+CREATE TRIGGER progress_inserted AFTER INSERT ON user_achievements BEGIN
+    UPDATE user_stats
+       SET progress_rows = progress_rows + 1,
+           unlocked_count = unlocked_count + (new.unlocked_at IS NOT NULL),
+           reached_at = CASE WHEN new.unlocked_at IS NOT NULL THEN new.unlocked_at ELSE reached_at END
+     WHERE user_id = new.user_id;
+    UPDATE achievement_stats
+       SET progress_rows = progress_rows + 1,
+           unlocked_count = unlocked_count + (new.unlocked_at IS NOT NULL)
+     WHERE achievement_id = new.achievement_id;
+END;
+
+CREATE TRIGGER progress_unlocked AFTER UPDATE OF unlocked_at ON user_achievements
+    WHEN old.unlocked_at IS NULL AND new.unlocked_at IS NOT NULL
+BEGIN
+    UPDATE user_stats
+       SET unlocked_count = unlocked_count + 1, reached_at = new.unlocked_at
+     WHERE user_id = new.user_id;
+    UPDATE achievement_stats SET unlocked_count = unlocked_count + 1
+     WHERE achievement_id = new.achievement_id;
+END;
+
+-- Also fires for rows removed by a cascade from users or achievements.
+CREATE TRIGGER progress_deleted AFTER DELETE ON user_achievements BEGIN
+    UPDATE user_stats
+       SET progress_rows = progress_rows - 1,
+           unlocked_count = unlocked_count - (old.unlocked_at IS NOT NULL),
+           reached_at = CASE WHEN old.unlocked_at IS NULL THEN reached_at ELSE
+               (SELECT max(unlocked_at) FROM user_achievements
+                 WHERE user_id = old.user_id AND unlocked_at IS NOT NULL) END
+     WHERE user_id = old.user_id;
+    UPDATE achievement_stats
+       SET progress_rows = progress_rows - 1,
+           unlocked_count = unlocked_count - (old.unlocked_at IS NOT NULL)
+     WHERE achievement_id = old.achievement_id;
+END;
+
+CREATE TRIGGER user_gained_progress AFTER UPDATE OF progress_rows ON user_stats
+    WHEN old.progress_rows = 0 AND new.progress_rows > 0
+BEGIN
+    UPDATE totals SET users_with_progress = users_with_progress + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER user_lost_progress AFTER UPDATE OF progress_rows ON user_stats
+    WHEN old.progress_rows > 0 AND new.progress_rows = 0
+BEGIN
+    UPDATE totals SET users_with_progress = users_with_progress - 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER user_stats_deleted AFTER DELETE ON user_stats WHEN old.progress_rows > 0 BEGIN
+    UPDATE totals SET users_with_progress = users_with_progress - 1 WHERE id = 1;
+END;
