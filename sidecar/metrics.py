@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +42,21 @@ class Metrics:
             "sidecar_table_rows", "Rows per table.", ("table",), registry=self.registry
         )
 
+        # Labelled children, looked up once: `labels()` costs more than the increment itself.
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        histogram = self._histograms.get(route)
+        if histogram is None:
+            histogram = self._histograms[route] = self.latency.labels(route)
+        histogram.observe(seconds)
+        key = (method, route, str(status))
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.requests.labels(*key)
+        counter.inc()
+
     def exposition(self, db_path: str, rows: dict[str, int]) -> bytes:
         self.database_bytes.set(_size(db_path))
         self.wal_bytes.set(_size(f"{db_path}-wal"))
@@ -69,18 +85,20 @@ class Instrument:
             return
         method = scope["method"]
         started = time.perf_counter()
-        status = 500
+        answered = False
 
         async def observe(message: Message) -> None:
-            nonlocal status
+            nonlocal answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                answered = True
                 route = scope.get("path_template") or "unmatched"
-                self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                self.metrics.observe(method, route, message["status"], elapsed)
             await send(message)
 
         try:
             await self.app(scope, receive, observe)
         finally:
-            route = scope.get("path_template") or "unmatched"
-            self.metrics.requests.labels(method, route, str(status)).inc()
+            if not answered:  # the client went away first: nginx's 499, "client closed request"
+                route = scope.get("path_template") or "unmatched"
+                self.metrics.observe(method, route, 499, time.perf_counter() - started)
