@@ -1,0 +1,148 @@
+"""The writer thread: one transaction per group of queued writes, each write in its own
+savepoint, every caller answered after the commit that holds its write."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from sidecar import db
+
+
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[tuple[db.Writer, str]]:
+    path = str(tmp_path / "w.db")
+    db.prepare(path)
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    connection.close()
+    writer = db.Writer(path)
+    yield writer, path
+    await writer.close()
+
+
+def rows(path: str) -> list[int]:
+    with sqlite3.connect(path) as connection:
+        return [row[0] for row in connection.execute("SELECT n FROM t ORDER BY n")]
+
+
+def insert(n: int) -> Callable[[sqlite3.Connection], int]:
+    def job(connection: sqlite3.Connection) -> int:
+        connection.execute("INSERT INTO t (n) VALUES (?)", (n,))
+        return n
+
+    return job
+
+
+def fail_after_insert(n: int) -> Callable[[sqlite3.Connection], int]:
+    def job(connection: sqlite3.Connection) -> int:
+        connection.execute("INSERT INTO t (n) VALUES (?)", (n,))
+        raise ValueError(f"job {n} fails after writing")
+
+    return job
+
+
+async def test_each_caller_gets_its_own_result_and_the_write_is_committed(
+    writer: tuple[db.Writer, str],
+) -> None:
+    w, path = writer
+    results = await asyncio.gather(*(w.run(insert(n)) for n in range(1, 201)))
+    assert results == list(range(1, 201))
+    assert rows(path) == list(range(1, 201))
+
+
+async def test_a_failing_write_in_a_group_undoes_only_itself(writer: tuple[db.Writer, str]) -> None:
+    w, path = writer
+    gate = threading.Event()
+
+    def blocker(connection: sqlite3.Connection) -> str:
+        gate.wait(5)
+        return "first"
+
+    first = asyncio.ensure_future(w.run(blocker))
+    await asyncio.sleep(0.05)  # the writer is inside `blocker`: what follows queues up together
+    queued = [
+        asyncio.ensure_future(w.run(insert(1))),
+        asyncio.ensure_future(w.run(fail_after_insert(2))),
+        asyncio.ensure_future(w.run(insert(3))),
+    ]
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await first == "first"
+    assert await queued[0] == 1
+    with pytest.raises(ValueError, match="job 2 fails"):
+        await queued[1]
+    assert await queued[2] == 3
+    assert rows(path) == [1, 3]
+
+
+async def test_a_failing_commit_fails_every_write_of_the_group(
+    writer: tuple[db.Writer, str],
+) -> None:
+    w, path = writer
+
+    def break_transaction(connection: sqlite3.Connection) -> None:
+        # What SQLite does on SQLITE_FULL: the whole transaction is rolled back under us.
+        connection.execute("INSERT INTO t (n) VALUES (99)")
+        connection.execute("ROLLBACK")
+        raise sqlite3.OperationalError("database or disk is full")
+
+    gate = threading.Event()
+
+    def blocker(connection: sqlite3.Connection) -> None:
+        gate.wait(5)
+
+    first = asyncio.ensure_future(w.run(blocker))
+    await asyncio.sleep(0.05)
+    group = [
+        asyncio.ensure_future(w.run(insert(1))),
+        asyncio.ensure_future(w.run(break_transaction)),
+        asyncio.ensure_future(w.run(insert(3))),
+    ]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await first
+    outcomes = await asyncio.gather(*group, return_exceptions=True)
+    assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes)
+    assert rows(path) == []
+    # The writer goes on: the next write succeeds.
+    assert await w.run(insert(4)) == 4
+    assert rows(path) == [4]
+
+
+async def test_a_cancelled_caller_still_gets_its_write_committed(
+    writer: tuple[db.Writer, str],
+) -> None:
+    w, path = writer
+    gate = threading.Event()
+
+    def blocker(connection: sqlite3.Connection) -> None:
+        gate.wait(5)
+
+    first = asyncio.ensure_future(w.run(blocker))
+    await asyncio.sleep(0.05)
+    abandoned = asyncio.ensure_future(w.run(insert(7)))
+    await asyncio.sleep(0.05)
+    abandoned.cancel()
+    gate.set()
+    await first
+    assert await w.run(insert(8)) == 8
+    assert rows(path) == [7, 8]
+
+
+async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.db")
+    db.prepare(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    w = db.Writer(path)
+    pending = [asyncio.ensure_future(w.run(insert(n))) for n in range(1, 51)]
+    await asyncio.sleep(0)
+    await w.close()
+    assert [await p for p in pending] == list(range(1, 51))
+    assert rows(path) == list(range(1, 51))
