@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from types import FrameType
 
@@ -55,6 +56,10 @@ def serve(settings: Settings) -> int:
         log_level="info",
     )
     server = _Server(config, app.state.service.feed)
+    # uvicorn re-raises the stop signal once it has shut down, under the handlers found at start:
+    # make those no-ops, so that a clean stop exits with status 0.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: None)
     log.info("serving %s on http://%s:%d", settings.db_path, settings.host, settings.port)
     server.run()
     return 0 if server.started else 1
