@@ -47,14 +47,14 @@ async def list_definitions(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{BASE}/{{id:str}}", opt={"answer": Achievement})
-async def get_definition(request: Request[Any, Any, Any], id: str) -> Response[bytes]:
-    achievement = parse_id(id, "id")
+async def get_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+    achievement = parse_id(request.path_params["id"], "id")
     return answer(store.get_achievement(service_of(request).readers, achievement))
 
 
 @put(f"{BASE}/{{id:str}}", opt={"body": UpdateDefinition, "answer": Achievement})
-async def update_definition(request: Request[Any, Any, Any], id: str) -> Response[bytes]:
-    achievement = parse_id(id, "id")
+async def update_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+    achievement = parse_id(request.path_params["id"], "id")
     body = await body_of(request, _update)
     changes: dict[str, Any] = {
         name: getattr(body, name)
@@ -71,8 +71,8 @@ async def update_definition(request: Request[Any, Any, Any], id: str) -> Respons
 
 
 @delete(f"{BASE}/{{id:str}}", status_code=200, opt={"answer": Achievement})
-async def delete_definition(request: Request[Any, Any, Any], id: str) -> Response[bytes]:
-    achievement = parse_id(id, "id")
+async def delete_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+    achievement = parse_id(request.path_params["id"], "id")
     return await write(
         request,
         service_of(request).writer,
@@ -81,9 +81,9 @@ async def delete_definition(request: Request[Any, Any, Any], id: str) -> Respons
 
 
 @put(f"{BASE}/by-key/{{key:str}}", opt={"body": ReplaceDefinition, "answer": Achievement})
-async def replace_definition(request: Request[Any, Any, Any], key: str) -> Response[bytes]:
+async def replace_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Declarative sync: create (201) or replace (200) the definition holding this key."""
-    key_param(key)
+    key = key_param(request.path_params["key"])
     body = await body_of(request, _replace)
     metadata = metadata_text(body.metadata)
 
@@ -100,13 +100,14 @@ async def replace_definition(request: Request[Any, Any, Any], key: str) -> Respo
 
 
 @get(f"{BASE}/by-key/{{key:str}}", opt={"answer": Achievement})
-async def get_definition_by_key(request: Request[Any, Any, Any], key: str) -> Response[bytes]:
-    return answer(store.get_achievement(service_of(request).readers, key_param(key)))
+async def get_definition_by_key(request: Request[Any, Any, Any]) -> Response[bytes]:
+    key = key_param(request.path_params["key"])
+    return answer(store.get_achievement(service_of(request).readers, key))
 
 
 @delete(f"{BASE}/by-key/{{key:str}}", status_code=200, opt={"answer": Achievement})
-async def delete_definition_by_key(request: Request[Any, Any, Any], key: str) -> Response[bytes]:
-    key_param(key)
+async def delete_definition_by_key(request: Request[Any, Any, Any]) -> Response[bytes]:
+    key = key_param(request.path_params["key"])
     return await write(
         request,
         service_of(request).writer,

@@ -30,8 +30,8 @@ async def leaderboard(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get("/users/achievements/leaderboard/{userId:str}", opt={"answer": LeaderboardEntry})
-async def leaderboard_entry(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:
-    user = parse_id(userId, "userId")
+async def leaderboard_entry(request: Request[Any, Any, Any]) -> Response[bytes]:
+    user = parse_id(request.path_params["userId"], "userId")
     return answer(store.leaderboard_entry(service_of(request).readers, user))
 
 

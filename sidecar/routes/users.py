@@ -14,8 +14,8 @@ from sidecar.writes import write
 
 
 @delete("/users/{userId:str}", status_code=200, opt={"answer": DeletedUser})
-async def delete_user(request: Request[Any, Any, Any], userId: str) -> Response[bytes]:
-    user = parse_id(userId, "userId")
+async def delete_user(request: Request[Any, Any, Any]) -> Response[bytes]:
+    user = parse_id(request.path_params["userId"], "userId")
     return await write(
         request,
         service_of(request).writer,
