@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar import db, definitions_io
 from sidecar.settings import db_path_from, settings_from_env
+
+PROGRESS_SECONDS = 1.0
+MIB = 1024 * 1024
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,9 +75,31 @@ def _backup(source: str, output: str, force: bool) -> int:
     if Path(output).exists() and not force:
         print(f"sidecar: {output} exists; use --force to overwrite it", file=sys.stderr)
         return 1
-    pages = db.backup(source, output)
-    print(f"backed up {source} to {output} ({pages} pages)")
+    started = time.monotonic()
+    total = os.path.getsize(source) + _size(f"{source}-wal")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        copying = pool.submit(db.backup, source, output)
+        # The copy is one consistent snapshot (one step); show how far it has got meanwhile.
+        while not _wait(copying, PROGRESS_SECONDS):
+            done = _size(f"{output}.partial")
+            print(f"copying: {done / MIB:.1f} of about {total / MIB:.1f} MiB", file=sys.stderr)
+        pages = copying.result()
+    elapsed = time.monotonic() - started
+    size = os.path.getsize(output) / MIB
+    print(f"backed up {source} to {output}: {pages} pages, {size:.1f} MiB in {elapsed:.1f} s")
     return 0
+
+
+def _wait(future: concurrent.futures.Future[int], seconds: float) -> bool:
+    done, _ = concurrent.futures.wait([future], timeout=seconds)
+    return bool(done)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _check(path: str) -> int:
