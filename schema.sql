@@ -11,8 +11,9 @@ CREATE TABLE users (
 -- key and metadata come last: that is where migration 2 added them to a version-1 file.
 CREATE TABLE achievements (
     id           INTEGER PRIMARY KEY,
-    name         TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 255),
-    description  TEXT CHECK (description IS NULL OR length(description) <= 10000),
+    -- Bytes, not length(): SQLite's length() stops at a NUL character. 4 bytes a character at most.
+    name         TEXT NOT NULL CHECK (name <> '' AND length(CAST(name AS BLOB)) <= 4 * 255),
+    description  TEXT CHECK (length(CAST(description AS BLOB)) <= 4 * 10000),
     created_at   TEXT NOT NULL,
     updated_at   TEXT NOT NULL,
     key          TEXT,

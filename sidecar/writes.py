@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Request
+from litestar.response.base import ASGIResponse
 
 from sidecar import store
 from sidecar.db import Writer
@@ -66,7 +67,7 @@ def _idempotent(job: Job, key: str, request_print: bytes) -> Run:
     return run
 
 
-async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> Response[bytes]:
+async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> ASGIResponse:
     """Run `job` on the writer and answer with its encoded result (or the stored replay)."""
     key = idempotency_key(request.headers)
     if key is None:
@@ -75,4 +76,4 @@ async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> Re
         run = _idempotent(job, key, fingerprint(request, await request.body()))
     status, body, replayed = await writer.run(run)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return Response(content=body, status_code=status, media_type=JSON, headers=headers)
+    return ASGIResponse(body=body, status_code=status, media_type=JSON, headers=headers)

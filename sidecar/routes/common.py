@@ -6,7 +6,8 @@ import re
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Request, Response
+from litestar import Request
+from litestar.response.base import ASGIResponse
 
 from sidecar.errors import ApiError, validation_error
 from sidecar.models import KEY_PATTERN
@@ -26,8 +27,9 @@ def service_of(request: Request[Any, Any, Any]) -> Service:
     return service
 
 
-def answer(value: Any, status: int = 200) -> Response[bytes]:
-    return Response(content=_encode(value), status_code=status, media_type=JSON)
+def answer(value: Any, status: int = 200) -> ASGIResponse:
+    # An ASGIResponse is sent as it is; a Response would be converted into one per request.
+    return ASGIResponse(body=_encode(value), status_code=status, media_type=JSON)
 
 
 async def body_of(request: Request[Any, Any, Any], decoder: msgspec.json.Decoder[T]) -> T:

@@ -6,7 +6,8 @@ import sqlite3
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, delete, get, post, put
+from litestar import Request, delete, get, post, put
+from litestar.response.base import ASGIResponse
 
 from sidecar import store
 from sidecar.models import (
@@ -28,7 +29,7 @@ _replace = msgspec.json.Decoder(ReplaceDefinition, strict=True)
 
 
 @post(BASE, opt={"body": CreateDefinition, "answer": Achievement, "status": 201})
-async def create_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def create_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     body = await body_of(request, _create)
     metadata = metadata_text(body.metadata)
     return await write(
@@ -42,18 +43,18 @@ async def create_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(BASE, opt={"answer": list[Achievement]})
-async def list_definitions(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def list_definitions(request: Request[Any, Any, Any]) -> ASGIResponse:
     return answer(await store.list_achievements(service_of(request).readers))
 
 
 @get(f"{BASE}/{{id:str}}", opt={"answer": Achievement})
-async def get_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def get_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     achievement = parse_id(request.path_params["id"], "id")
     return answer(store.get_achievement(service_of(request).readers, achievement))
 
 
 @put(f"{BASE}/{{id:str}}", opt={"body": UpdateDefinition, "answer": Achievement})
-async def update_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def update_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     achievement = parse_id(request.path_params["id"], "id")
     body = await body_of(request, _update)
     changes: dict[str, Any] = {
@@ -71,7 +72,7 @@ async def update_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @delete(f"{BASE}/{{id:str}}", status_code=200, opt={"answer": Achievement})
-async def delete_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def delete_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     achievement = parse_id(request.path_params["id"], "id")
     return await write(
         request,
@@ -81,7 +82,7 @@ async def delete_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @put(f"{BASE}/by-key/{{key:str}}", opt={"body": ReplaceDefinition, "answer": Achievement})
-async def replace_definition(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def replace_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Declarative sync: create (201) or replace (200) the definition holding this key."""
     key = key_param(request.path_params["key"])
     body = await body_of(request, _replace)
@@ -100,13 +101,13 @@ async def replace_definition(request: Request[Any, Any, Any]) -> Response[bytes]
 
 
 @get(f"{BASE}/by-key/{{key:str}}", opt={"answer": Achievement})
-async def get_definition_by_key(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def get_definition_by_key(request: Request[Any, Any, Any]) -> ASGIResponse:
     key = key_param(request.path_params["key"])
     return answer(store.get_achievement(service_of(request).readers, key))
 
 
 @delete(f"{BASE}/by-key/{{key:str}}", status_code=200, opt={"answer": Achievement})
-async def delete_definition_by_key(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def delete_definition_by_key(request: Request[Any, Any, Any]) -> ASGIResponse:
     key = key_param(request.path_params["key"])
     return await write(
         request,

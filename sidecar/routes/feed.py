@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, get
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
 
 from sidecar import store
 from sidecar.errors import validation_error
@@ -24,7 +25,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 @get("/users/achievements/events", opt={"query": ("after", "limit"), "answer": list[Event]})
-async def events(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def events(request: Request[Any, Any, Any]) -> ASGIResponse:
     after = parse_bounded_int(request.query_params, "after", 0, 0, MAX_CURSOR)
     limit = parse_bounded_int(request.query_params, "limit", 100, 1, 1000)
     return answer(await store.events_after(service_of(request).readers, after, limit))

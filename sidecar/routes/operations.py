@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, get
+from litestar.response.base import ASGIResponse
 
 from sidecar import __version__, store
 from sidecar.db import SCHEMA_VERSION
@@ -16,22 +17,22 @@ OPENAPI_PATH = "/schema/openapi.json"
 
 
 @get("/health", opt={"answer": Health})
-async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def health(request: Request[Any, Any, Any]) -> ASGIResponse:
     store.ping(service_of(request).readers)
     return answer(Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
 
 
 @get("/metrics", opt={"text": "text/plain"})
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
     service = service_of(request)
     rows = await store.table_rows(service.readers)
     body = request.app.state.metrics.exposition(service.settings.db_path, rows)
-    return Response(content=body, media_type="text/plain; version=0.0.4")
+    return ASGIResponse(body=body, media_type="text/plain; version=0.0.4")
 
 
 @get(OPENAPI_PATH, opt={"text": "application/json"})
-async def openapi_document(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return Response(content=request.app.state.openapi, media_type="application/json")
+async def openapi_document(request: Request[Any, Any, Any]) -> ASGIResponse:
+    return ASGIResponse(body=request.app.state.openapi, media_type="application/json")
 
 
 OPERATION_ROUTES = [health, metrics, openapi_document]

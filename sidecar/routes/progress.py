@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, delete, get, post, put
+from litestar import Request, delete, get, post, put
+from litestar.response.base import ASGIResponse
 
 from sidecar import commands, store
 from sidecar.models import (
@@ -30,7 +31,7 @@ _apply = msgspec.json.Decoder(Apply, strict=True)
 _batch = msgspec.json.Decoder(Batch, strict=True)
 
 
-async def _run(request: Request[Any, Any, Any], command: commands.Command) -> Response[bytes]:
+async def _run(request: Request[Any, Any, Any], command: commands.Command) -> ASGIResponse:
     return await write(
         request,
         service_of(request).writer,
@@ -39,44 +40,44 @@ async def _run(request: Request[Any, Any, Any], command: commands.Command) -> Re
 
 
 @post(BASE, opt={"body": Upsert, "answer": UserAchievement})
-async def upsert_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def upsert_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     body = await body_of(request, _upsert)
     return await _run(request, commands.command_of(body))
 
 
 @get(BASE, opt={"query": ROW_QUERY, "answer": UserAchievement | None})
-async def get_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def get_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     user, achievement = user_param(request), achievement_param(request)
     return answer(store.get_progress(service_of(request).readers, user, achievement))
 
 
 @get(f"{BASE}/list", opt={"query": ("userId", "unlockedOnly"), "answer": list[UserAchievement]})
-async def list_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def list_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     user = user_param(request)
     unlocked_only = parse_bool(request.query_params, "unlockedOnly")
     return answer(store.list_progress(service_of(request).readers, user, unlocked_only))
 
 
 @put(f"{BASE}/unlock", opt={"body": Unlock, "answer": UserAchievementChange})
-async def unlock_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def unlock_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     body = await body_of(request, _unlock)
     return await _run(request, commands.command_of(body))
 
 
 @delete(BASE, status_code=200, opt={"query": ROW_QUERY, "answer": UserAchievement})
-async def delete_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def delete_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     command = commands.DeleteCommand(user_param(request), achievement_param(request))
     return await _run(request, command)
 
 
 @post(f"{BASE}/apply", opt={"body": Apply, "answer": UserAchievementChange})
-async def apply_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def apply_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     body = await body_of(request, _apply)
     return await _run(request, commands.command_of(body))
 
 
 @post(f"{BASE}/batch", opt={"body": Batch, "answer": BatchResults})
-async def batch_progress(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def batch_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     batch = commands.batch_of(await body_of(request, _batch))
     return await write(
         request,

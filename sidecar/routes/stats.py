@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, get
+from litestar.response.base import ASGIResponse
 
 from sidecar import store
 from sidecar.models import AchievementStats, LeaderboardEntry
@@ -15,7 +16,7 @@ MAX_OFFSET = 2**62
 
 
 @get("/users/achievements/stats", opt={"answer": list[AchievementStats]})
-async def stats(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def stats(request: Request[Any, Any, Any]) -> ASGIResponse:
     return answer(await store.achievement_stats(service_of(request).readers))
 
 
@@ -23,14 +24,14 @@ async def stats(request: Request[Any, Any, Any]) -> Response[bytes]:
     "/users/achievements/leaderboard",
     opt={"query": ("limit", "offset"), "answer": list[LeaderboardEntry]},
 )
-async def leaderboard(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def leaderboard(request: Request[Any, Any, Any]) -> ASGIResponse:
     limit = parse_bounded_int(request.query_params, "limit", 10, 1, 100)
     offset = parse_bounded_int(request.query_params, "offset", 0, 0, MAX_OFFSET)
     return answer(store.leaderboard(service_of(request).readers, limit, offset))
 
 
 @get("/users/achievements/leaderboard/{userId:str}", opt={"answer": LeaderboardEntry})
-async def leaderboard_entry(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def leaderboard_entry(request: Request[Any, Any, Any]) -> ASGIResponse:
     user = parse_id(request.path_params["userId"], "userId")
     return answer(store.leaderboard_entry(service_of(request).readers, user))
 

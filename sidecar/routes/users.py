@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, delete
+from litestar import Request, delete
+from litestar.response.base import ASGIResponse
 
 from sidecar import store
 from sidecar.models import DeletedUser
@@ -14,7 +15,7 @@ from sidecar.writes import write
 
 
 @delete("/users/{userId:str}", status_code=200, opt={"answer": DeletedUser})
-async def delete_user(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def delete_user(request: Request[Any, Any, Any]) -> ASGIResponse:
     user = parse_id(request.path_params["userId"], "userId")
     return await write(
         request,
