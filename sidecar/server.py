@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from types import FrameType
@@ -38,10 +39,20 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def _raise_open_file_limit() -> None:
+    """Every connection is a file descriptor: take the hard limit, so that many idle
+    connections (a bot's pool, a misbehaving client) cannot exhaust a default of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _raise_open_file_limit()
     # Refuse a bad file with one clear line before binding the port.
     db.prepare(settings.db_path)
     app = create_app(settings)
