@@ -6,6 +6,7 @@ are never numbers. Errors are ApiErrors naming the offending op (`ops.2.path`).
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -102,8 +103,18 @@ def _finite(value: Any, op: ParsedOp) -> Any:
     return value
 
 
+# Sums as exact as the numbers given: a finite sum of finite decimals needs only finite digits,
+# so an unbounded precision never rounds (inputs are bounded by the range of a double).
+EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
 def apply_ops(metadata: dict[str, Any], ops: Sequence[ParsedOp]) -> None:
     """Apply the ops in order, in place. Raises on the first failing op (the caller discards)."""
+    with decimal.localcontext(EXACT):
+        _apply_each(metadata, ops)
+
+
+def _apply_each(metadata: dict[str, Any], ops: Sequence[ParsedOp]) -> None:
     for op in ops:
         parent = _parent(metadata, op, create=op.op != "remove")
         key = op.keys[-1]

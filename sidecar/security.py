@@ -88,7 +88,7 @@ class Gate:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.hosts = HostRule(settings.allowed_hosts)
-        self.expected = f"Bearer {settings.token}".encode() if settings.token else None
+        self.token = settings.token.encode() if settings.token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -97,10 +97,11 @@ class Gate:
         if not self.hosts.allows(_header(scope, b"host")):
             await _refuse(send, 400, "INVALID_HOST", [])
             return
-        if self.expected is not None and scope["path"] not in OPEN_PATHS:
-            given = (_header(scope, b"authorization") or "").encode("latin-1")
+        if self.token is not None and scope["path"] not in OPEN_PATHS:
+            scheme, _, given = (_header(scope, b"authorization") or "").partition(" ")
             # Constant time, so the token cannot be guessed byte by byte from response times.
-            if not hmac.compare_digest(given, self.expected):
+            matches = hmac.compare_digest(given.strip().encode("latin-1"), self.token)
+            if scheme.lower() != "bearer" or not matches:
                 await _refuse(send, 401, "UNAUTHORIZED", [(b"www-authenticate", b"Bearer")])
                 return
         await self.app(scope, receive, send)

@@ -26,6 +26,7 @@ from sidecar.models import (
     UserAchievement,
     UserAchievementChange,
 )
+from sidecar.validation import canonical_json
 
 AchievementRef = int | str  # an id, or a key
 
@@ -69,11 +70,8 @@ def load_metadata(text: str) -> dict[str, Any]:
     return value
 
 
-_encode_metadata = msgspec.json.Encoder(decimal_format="number").encode
-
-
 def dump_metadata(value: dict[str, Any]) -> str:
-    return _encode_metadata(value).decode("utf-8")
+    return canonical_json(value).decode("utf-8")
 
 
 # --- achievements (writes) ---------------------------------------------------------------

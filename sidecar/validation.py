@@ -138,14 +138,19 @@ def depth_of(value: Any) -> int:
     return deepest
 
 
+# Compact UTF-8 JSON (no \u escapes for what UTF-8 can say); exact numbers written as decimals.
+canonical_json = msgspec.json.Encoder(decimal_format="number").encode
+
+
 def metadata_text(raw: msgspec.Raw, field: str = "metadata") -> str:
-    """Validated metadata, as the compact JSON text to store (numbers kept as written)."""
+    """Validated metadata, as the JSON text to store: compact and UTF-8, so that the size limit
+    counts characters rather than how a client chose to escape them; numbers keep their digits."""
     if raw is ABSENT or len(raw) == 0:
         return "{}"
     value = parse_value(bytes(raw), field)
     if not isinstance(value, dict):
         raise validation_error(field, "must be a JSON object")
-    text = msgspec.json.format(bytes(raw), indent=-1)
+    text = canonical_json(value)
     check_metadata_size(len(text), field)
     return text.decode("utf-8")
 
