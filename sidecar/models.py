@@ -127,6 +127,8 @@ class ReplaceDefinition(Body):
     name: Name
     description: Description | None = None
     metadata: Raw = OPTIONAL_JSON
+    # Optional, so that a whole definition can be sent back as it was read; must match the path.
+    key: Key | None = None
 
 
 class AchievementRef(Body):

@@ -10,6 +10,7 @@ from litestar import Request, delete, get, post, put
 from litestar.response.base import ASGIResponse
 
 from sidecar import store
+from sidecar.errors import validation_error
 from sidecar.models import (
     ABSENT,
     Achievement,
@@ -86,6 +87,8 @@ async def replace_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Declarative sync: create (201) or replace (200) the definition holding this key."""
     key = key_param(request.path_params["key"])
     body = await body_of(request, _replace)
+    if body.key is not None and body.key != key:
+        raise validation_error("key", f"must be the key of the path, {key!r}")
     metadata = metadata_text(body.metadata)
 
     def replace(connection: sqlite3.Connection) -> tuple[int, Achievement]:
