@@ -1,29 +1,40 @@
 # syntax=docker/dockerfile:1
-# Build the wheel in one stage, install only the wheel in the final one.
+# The achievements sidecar: one HTTP service, one SQLite file on the /data volume.
+#   docker build -t achievements-sidecar .
+#   docker run -d -p 127.0.0.1:8787:8787 -v sidecar-data:/data achievements-sidecar
+
+# Stage 1: build the wheel (schema.sql is packed into it as sidecar/schema.sql).
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md schema.sql ./
 COPY sidecar ./sidecar
-RUN pip install --no-cache-dir build==1.2.2 \
-    && python -m build --wheel --outdir /wheels .
+RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
+# Stage 2: the wheel and its dependencies only; no sources, no build tools.
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     SIDECAR_DB=/data/achievements.db \
     SIDECAR_HOST=0.0.0.0 \
     SIDECAR_PORT=8787
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl \
+# The wheel is this project's own build; its dependencies are bounded in pyproject.toml.
+RUN python -m pip install --no-cache-dir /wheels/*.whl \
     && rm -rf /wheels \
-    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin sidecar \
+    && groupadd --gid 10001 sidecar \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin sidecar \
     && mkdir /data \
-    && chown sidecar /data
-USER 10001
+    && chown 10001:10001 /data
+# `docker exec <c> sidecar backup backup.db` then writes next to the database, on the volume.
+WORKDIR /data
+USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8787
-HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('SIDECAR_PORT', '8787') + '/health', timeout=2)"]
-# SIGTERM makes the service finish requests and checkpoint the WAL into the one .db file.
+# No curl in slim images: Python's urllib. urlopen raises on anything but a 2xx answer.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('SIDECAR_PORT', '8787') + '/health', timeout=4)"]
+# SIGTERM (docker stop) lets open requests finish and checkpoints the WAL into the one .db file.
 STOPSIGNAL SIGTERM
 CMD ["sidecar", "serve"]

@@ -1,119 +1,347 @@
-"""No Docker engine runs here, so this performs the Dockerfile's own steps outside Docker: build
-the wheel, install it alone into a fresh virtual environment, start the image's CMD with the
-image's ENV, and run the image's HEALTHCHECK command against it."""
+"""No Docker engine runs here, so this performs the Dockerfile's own steps outside Docker, read
+from the Dockerfile itself: stage the build context its COPY lines take (minus .dockerignore),
+run its wheel-building RUN, install the wheel into a fresh virtual environment with its
+dependencies the way the final stage does, start its CMD with its ENV, probe it with its
+HEALTHCHECK command, and stop it with its STOPSIGNAL.
+
+Container paths are mapped into a per-stage directory under tmp_path (`/wheels` of the build
+stage is `<tmp>/build/wheels`); the image's SIDECAR_DB (/data/...) thus lands under tmp_path.
+Only the listening address is changed: 127.0.0.1 and a free port instead of 0.0.0.0:8787."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shlex
+import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
-import venv
 import zipfile
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import httpx
 
 from tests.realserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+HEALTHCHECK_OPTION = re.compile(r"--[a-z-]+=\S+\s+")
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the final stage, continuation lines joined."""
-    text = DOCKERFILE.read_text().replace("\\\n", " ")
-    stages: list[list[tuple[str, str]]] = []
-    for line in text.splitlines():
-        line = line.strip()
+# --- reading the Dockerfile ------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, wanted: str) -> list[str]:
+        return [arguments for instruction, arguments in self.instructions if instruction == wanted]
+
+    def last(self, wanted: str) -> str:
+        found = self.all(wanted)
+        assert found, f"the stage FROM {self.base} has no {wanted}"
+        return found[-1]
+
+    def env(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for arguments in self.all("ENV"):
+            for pair in shlex.split(arguments):
+                name, equals, value = pair.partition("=")
+                assert equals, f"ENV {arguments!r}: use the NAME=value form"
+                values[name] = value
+        return values
+
+    def run_commands(self) -> list[list[str]]:
+        """Every RUN, split at `&&` into argument lists."""
+        commands = []
+        for arguments in self.all("RUN"):
+            for command in arguments.split("&&"):
+                commands.append(shlex.split(command))
+        return commands
+
+
+def read_dockerfile() -> list[Stage]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: list[Stage] = []
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         instruction, _, arguments = line.partition(" ")
-        if instruction.upper() == "FROM":
-            stages.append([])
-        stages[-1].append((instruction.upper(), arguments.strip()))
-    return stages[-1]
+        instruction, arguments = instruction.upper(), " ".join(arguments.split())
+        if instruction == "FROM":
+            base, _, alias = arguments.partition(" AS ")
+            if not alias:
+                base, _, alias = arguments.partition(" as ")
+            stages.append(Stage(base=base.strip(), name=alias.strip() or None))
+        else:
+            assert stages, f"{instruction} before FROM"
+            stages[-1].instructions.append((instruction, arguments))
+    return stages
 
 
-def image_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for instruction, arguments in instructions:
-        if instruction == "ENV":
-            for pair in shlex.split(arguments):
-                name, _, value = pair.partition("=")
-                env[name] = value
-    return env
+def exec_form(arguments: str) -> list[str]:
+    parsed = json.loads(arguments)
+    assert isinstance(parsed, list) and all(isinstance(a, str) for a in parsed), arguments
+    return parsed
 
 
-def exec_form(instructions: list[tuple[str, str]], wanted: str) -> list[str]:
-    for instruction, arguments in instructions:
-        if instruction == wanted:
-            if wanted == "HEALTHCHECK":
-                arguments = arguments[arguments.index("CMD") + len("CMD") :].strip()
-            parsed: list[str] = json.loads(arguments)
-            return parsed
-    raise AssertionError(f"the Dockerfile has no {wanted}")
+def healthcheck_command(final: Stage) -> list[str]:
+    arguments = HEALTHCHECK_OPTION.sub("", final.last("HEALTHCHECK"))
+    assert arguments.startswith("CMD "), arguments
+    return exec_form(arguments.removeprefix("CMD "))
+
+
+# --- .dockerignore and the build context -----------------------------------------------------
+
+
+def ignore_rules() -> list[tuple[re.Pattern[str], bool]]:
+    """(pattern, excludes) in file order; a later match wins, `!` re-includes (Docker's rules)."""
+    rules = []
+    for raw in DOCKERIGNORE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = line.removeprefix("!").strip("/")
+        regex = ""
+        index = 0
+        while index < len(pattern):
+            if pattern.startswith("**/", index):
+                regex, index = regex + "(?:.*/)?", index + 3
+            elif pattern.startswith("**", index):
+                regex, index = regex + ".*", index + 2
+            elif pattern[index] == "*":
+                regex, index = regex + "[^/]*", index + 1
+            elif pattern[index] == "?":
+                regex, index = regex + "[^/]", index + 1
+            elif pattern[index] == "[":
+                end = pattern.index("]", index)
+                regex, index = regex + pattern[index : end + 1], end + 1
+            else:
+                regex, index = regex + re.escape(pattern[index]), index + 1
+        rules.append((re.compile(regex + r"\Z"), not negated))
+    return rules
+
+
+def ignored(relative: PurePosixPath, rules: list[tuple[re.Pattern[str], bool]]) -> bool:
+    """Excluded when the path or one of its parent directories is."""
+    candidates = [relative, *list(relative.parents)[:-1]]
+    excluded = False
+    for pattern, excludes in rules:
+        if any(pattern.match(str(candidate)) for candidate in candidates):
+            excluded = excludes
+    return excluded
+
+
+def in_stage(root: Path, container_path: str, workdir: str) -> Path:
+    """A container path (absolute, or relative to WORKDIR) inside the stage's directory."""
+    absolute = PurePosixPath(workdir, container_path)
+    return root.joinpath(*absolute.parts[1:])
+
+
+def map_argument(argument: str, root: Path) -> list[str]:
+    """Absolute container paths in a command's arguments, mapped (and globbed, as sh would)."""
+    prefix, equals, value = argument.partition("=")
+    if equals and value.startswith("/"):
+        return [f"{prefix}={in_stage(root, value, '/')}"]
+    if argument.startswith("/"):
+        mapped = str(in_stage(root, argument, "/"))
+        if "*" in argument:
+            return sorted(glob.glob(mapped)) or [mapped]
+        return [mapped]
+    return [argument]
+
+
+def stage_build_context(build: Stage, root: Path) -> str:
+    """Performs the build stage's WORKDIR and COPY lines from the project; returns the WORKDIR."""
+    rules = ignore_rules()
+    workdir = "/"
+    for instruction, arguments in build.instructions:
+        if instruction == "WORKDIR":
+            workdir = str(PurePosixPath(workdir, arguments))
+            in_stage(root, workdir, "/").mkdir(parents=True, exist_ok=True)
+        elif instruction == "COPY":
+            *sources, destination = shlex.split(arguments)
+            assert not any(s.startswith("--") for s in sources), f"COPY {arguments}"
+            target = in_stage(root, destination, workdir)
+            into = destination.endswith("/") or len(sources) > 1
+            for source in sources:
+                origin = ROOT / source
+                relative = PurePosixPath(source)
+                assert origin.exists(), f"COPY {source}: not in the project"
+                assert not ignored(relative, rules), f"COPY {source}: excluded by .dockerignore"
+                if origin.is_file():
+                    copy = target / origin.name if into else target
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(origin, copy)
+                    continue
+                for path in sorted(origin.rglob("*")):
+                    inner = PurePosixPath(path.relative_to(ROOT).as_posix())
+                    if path.is_file() and not ignored(inner, rules):
+                        copy = target / path.relative_to(origin)
+                        copy.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(path, copy)
+    return workdir
+
+
+def python_command(argv: list[str], python: str) -> list[str]:
+    """`python ...` or `pip ...` run by the given interpreter."""
+    if argv[0] in ("python", "python3"):
+        return [python, *argv[1:]]
+    if argv[0] in ("pip", "pip3"):
+        return [python, "-m", "pip", *argv[1:]]
+    raise AssertionError(f"not a python or pip command: {argv}")
+
+
+def run(argv: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, **options)
+    assert result.returncode == 0, f"{shlex.join(argv)}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def probe(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
+
+
+# --- the tests -------------------------------------------------------------------------------
 
 
 def test_dockerfile_declares_what_the_image_needs() -> None:
-    instructions = dockerfile_instructions()
-    names = [instruction for instruction, _ in instructions]
-    env = image_env(instructions)
-    assert env["SIDECAR_DB"].startswith("/data/")
+    stages = read_dockerfile()
+    assert len(stages) >= 2, "multi-stage: the wheel is built in one stage, installed in another"
+    assert all(stage.base.startswith("python:3.12-slim") for stage in stages)
+    build, final = stages[0], stages[-1]
+    assert build.name is not None
+    # The final stage gets the wheel from the build stage and nothing from the project.
+    copies = [shlex.split(arguments) for arguments in final.all("COPY")]
+    assert copies and all(copy[0] == f"--from={build.name}" for copy in copies), copies
+    env = final.env()
+    assert env["SIDECAR_DB"] == "/data/achievements.db"
     assert env["SIDECAR_HOST"] == "0.0.0.0"
-    assert ("USER", "10001") in instructions
-    assert ("STOPSIGNAL", "SIGTERM") in instructions
-    assert any(i == "VOLUME" and "/data" in a for i, a in instructions)
-    assert "HEALTHCHECK" in names
-    assert instructions[0][1].startswith("python:") and "slim" in instructions[0][1]
+    assert final.last("USER").split(":")[0] == "10001"
+    assert "useradd --uid 10001" in " ".join(final.all("RUN"))
+    assert json.loads(final.last("VOLUME")) == ["/data"]
+    assert final.last("EXPOSE") == "8787"
+    assert final.last("STOPSIGNAL") == "SIGTERM"
+    assert exec_form(final.last("CMD")) == ["sidecar", "serve"]
+    health = healthcheck_command(final)
+    assert health[:2] == ["python", "-c"]
+    assert "urllib.request" in health[2] and "http://127.0.0.1:" in health[2]
+    assert "/health" in health[2]
 
 
-def test_wheel_installs_alone_and_the_image_command_serves_health(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
-        check=True,
-        timeout=300,
-    )
-    (wheel,) = wheels.glob("*.whl")
-    assert "sidecar/schema.sql" in zipfile.ZipFile(wheel).namelist()
+def test_the_images_install_and_start_steps_work_outside_docker(tmp_path: Path) -> None:
+    stages = read_dockerfile()
+    build, final = stages[0], stages[-1]
 
-    environment = tmp_path / "venv"
-    venv.create(environment, with_pip=True)
-    python = environment / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-cache-dir", str(wheel)],
-        check=True,
-        timeout=600,
-    )
+    # Build stage: the COPY'd context, then its `pip wheel` RUN, as written.
+    build_root = tmp_path / "build"
+    workdir = stage_build_context(build, build_root)
+    (wheel_command,) = build.run_commands()
+    assert wheel_command[:4] == ["python", "-m", "pip", "wheel"], wheel_command
+    assert "--no-deps" in wheel_command
+    argv = [a for arg in wheel_command for a in map_argument(arg, build_root)]
+    run(python_command(argv, sys.executable), cwd=in_stage(build_root, workdir, "/"), timeout=300)
 
-    instructions = dockerfile_instructions()
+    # Final stage: COPY --from=build, then the RUN's pip install, into a fresh venv.
+    final_root = tmp_path / "image"
+    for arguments in final.all("COPY"):
+        _, source, destination = shlex.split(arguments)
+        shutil.copytree(in_stage(build_root, source, "/"), in_stage(final_root, destination, "/"))
+    (wheel,) = in_stage(final_root, "/wheels", "/").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert "sidecar/schema.sql" in archive.namelist()
+        assert archive.read("sidecar/schema.sql") == (ROOT / "schema.sql").read_bytes()
+
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)], timeout=120)
+    python = str(venv / "bin" / "python")
+    (install,) = [c for c in final.run_commands() if c[:4] == ["python", "-m", "pip", "install"]]
+    argv = [a for arg in install for a in map_argument(arg, final_root)]
+    assert str(wheel) in argv, f"the install step does not install the built wheel: {install}"
+    started = time.monotonic()
+    run(python_command(argv, python), timeout=600)
+    print(f"pip install of the wheel and its dependencies: {time.monotonic() - started:.1f} s")
+
+    # Run as the image runs: its ENV, its WORKDIR, only the venv (not this checkout) importable.
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
-    env.update(image_env(instructions))
-    # Same variables as the image; the file and the address are this test's own.
+    image_env = final.env()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SIDECAR_", "PYTHON", "VIRTUAL_ENV"))
+    }
+    env.update(image_env)
     env.update(
-        SIDECAR_DB=str(tmp_path / "data" / "achievements.db"),
+        SIDECAR_DB=str(in_stage(final_root, image_env["SIDECAR_DB"], "/")),
         SIDECAR_HOST="127.0.0.1",
         SIDECAR_PORT=str(port),
-        PATH=f"{environment / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     )
-    (tmp_path / "data").mkdir()
-    command = exec_form(instructions, "CMD")
-    health = exec_form(instructions, "HEALTHCHECK")
-    assert health[0] == "python"
-    server = subprocess.Popen(command, env=env, cwd=tmp_path)
+    cwd = in_stage(final_root, final.last("WORKDIR"), "/")
+    cwd.mkdir(parents=True, exist_ok=True)
+    Path(env["SIDECAR_DB"]).parent.mkdir(parents=True, exist_ok=True)
+    installed = run(
+        [
+            python,
+            "-c",
+            "import importlib.resources as r, sidecar; print(sidecar.__file__);"
+            " print(r.files('sidecar').joinpath('schema.sql').read_text(), end='')",
+        ],
+        env=env,
+        cwd=cwd,
+    ).stdout
+    location, _, schema = installed.partition("\n")
+    assert Path(location).is_relative_to(venv), location
+    assert schema == (ROOT / "schema.sql").read_text()
+
+    command = exec_form(final.last("CMD"))
+    executable = shutil.which(command[0], path=str(venv / "bin"))
+    assert executable is not None, f"the wheel installs no {command[0]} console script"
+    health = healthcheck_command(final)
+    health = [python, *(part.replace(":8787/", f":{port}/") for part in health[1:])]
+    assert probe(health, env, cwd).returncode != 0, "the health check passes with nothing running"
+
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen([executable, *command[1:]], env=env, cwd=cwd, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 30
-        while True:
-            probe = subprocess.run([str(python), *health[1:]], env=env, capture_output=True)
-            if probe.returncode == 0:
-                break
-            assert server.poll() is None, "the image command exited"
-            assert time.monotonic() < deadline, probe.stderr.decode()
+        while (checked := probe(health, env, cwd)).returncode != 0:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, checked.stderr
             time.sleep(0.2)
+        answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "ok"
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/users/achievements/definitions",
+            json={"name": "From the image"},
+            timeout=5,
+        )
+        assert created.status_code == 201
     finally:
-        server.terminate()
-        assert server.wait(timeout=20) == 0
-    assert (tmp_path / "data" / "achievements.db").is_file()
-    assert not (tmp_path / "data" / "achievements.db-wal").exists()
+        server.send_signal(getattr(signal, final.last("STOPSIGNAL")))
+        status = server.wait(timeout=30)
+        log.close()
+    assert status == 0
+    database = Path(env["SIDECAR_DB"])
+    assert not Path(f"{database}-wal").exists()
+    connection = sqlite3.connect(database)
+    try:
+        assert connection.execute("SELECT name FROM achievements").fetchall() == [
+            ("From the image",)
+        ]
+    finally:
+        connection.close()
