@@ -110,6 +110,13 @@ def prepare(path: str) -> None:
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DatabaseError(f"{path} cannot be switched to WAL mode (got {mode})")
+        # A write, rolled back: refuses a read-only file or directory now, with one line, rather
+        # than at the first request. (BEGIN IMMEDIATE alone succeeds on a read-only WAL file.)
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        finally:
+            connection.execute("ROLLBACK")
     except sqlite3.DatabaseError as error:
         raise DatabaseError(f"{path} is not a usable SQLite database: {error}") from error
     finally:
@@ -303,7 +310,20 @@ def backup(source: str, target: str) -> int:
 
 def check(path: str) -> list[str]:
     """integrity_check and foreign_key_check; returns the problems found (empty when sound)."""
-    connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    try:
+        return _problems(sqlite3.connect(uri, uri=True))
+    except sqlite3.OperationalError:
+        # A WAL file in a read-only directory cannot get its -shm: read it as an unchanging file.
+        try:
+            return _problems(sqlite3.connect(f"{uri}&immutable=1", uri=True))
+        except sqlite3.DatabaseError as error:
+            return [f"cannot read the database: {error}"]
+    except sqlite3.DatabaseError as error:
+        return [f"not a usable SQLite database: {error}"]
+
+
+def _problems(connection: sqlite3.Connection) -> list[str]:
     try:
         problems = [
             str(row[0]) for row in connection.execute("PRAGMA integrity_check") if row[0] != "ok"
@@ -312,8 +332,11 @@ def check(path: str) -> list[str]:
             f"foreign key: table {row[0]} rowid {row[1]} references missing {row[2]}"
             for row in connection.execute("PRAGMA foreign_key_check")
         ]
-    except sqlite3.DatabaseError as error:
-        problems = [f"not a usable SQLite database: {error}"]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            problems.append(
+                f"schema version {version} is newer than this release knows ({SCHEMA_VERSION})"
+            )
+        return problems
     finally:
         connection.close()
-    return problems
