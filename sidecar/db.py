@@ -119,7 +119,8 @@ def prepare(path: str) -> None:
             connection.execute("ROLLBACK")
     except sqlite3.DatabaseError as error:
         if "readonly" in str(error):
-            raise DatabaseError(f"{path} cannot be written (read-only file or directory)") from error
+            message = f"{path} cannot be written (read-only file or directory)"
+            raise DatabaseError(message) from error
         raise DatabaseError(f"{path} is not a usable SQLite database: {error}") from error
     finally:
         connection.close()
