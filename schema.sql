@@ -71,6 +71,13 @@ CREATE TABLE user_stats (
 CREATE INDEX user_stats_ranking ON user_stats (unlocked_count DESC, reached_at, user_id)
     WHERE unlocked_count > 0;
 
+-- How many users have each unlocked count (> 0): the users ahead of a given count are a sum
+-- over a few rows, not a count over an index range of up to every user.
+CREATE TABLE unlock_histogram (
+    unlocked_count  INTEGER PRIMARY KEY,
+    users           INTEGER NOT NULL
+) STRICT;
+
 CREATE TABLE achievement_stats (
     achievement_id  INTEGER PRIMARY KEY REFERENCES achievements (id) ON DELETE CASCADE,
     progress_rows   INTEGER NOT NULL DEFAULT 0,
@@ -151,4 +158,17 @@ END;
 
 CREATE TRIGGER user_stats_deleted AFTER DELETE ON user_stats WHEN old.progress_rows > 0 BEGIN
     UPDATE totals SET users_with_progress = users_with_progress - 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER user_count_changed AFTER UPDATE OF unlocked_count ON user_stats
+    WHEN old.unlocked_count <> new.unlocked_count
+BEGIN
+    UPDATE unlock_histogram SET users = users - 1 WHERE unlocked_count = old.unlocked_count;
+    INSERT INTO unlock_histogram (unlocked_count, users)
+        SELECT new.unlocked_count, 1 WHERE new.unlocked_count > 0
+        ON CONFLICT (unlocked_count) DO UPDATE SET users = users + 1;
+END;
+
+CREATE TRIGGER user_count_deleted AFTER DELETE ON user_stats WHEN old.unlocked_count > 0 BEGIN
+    UPDATE unlock_histogram SET users = users - 1 WHERE unlocked_count = old.unlocked_count;
 END;

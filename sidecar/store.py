@@ -384,12 +384,13 @@ def leaderboard(readers: Readers, limit: int, offset: int) -> list[LeaderboardEn
 
 
 def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
-    # Two index range counts (ahead by count; same count but reached it earlier).
+    # Ahead: everyone with a higher count (a sum over the histogram), and everyone with the same
+    # count who reached it earlier (an index range count within that count).
     row = readers.fetch_one(
         "WITH me AS (SELECT unlocked_count AS n, reached_at AS reached FROM user_stats "
         "  WHERE user_id = :user AND unlocked_count > 0) "
         "SELECT n, reached, "
-        "  (SELECT count(*) FROM user_stats WHERE unlocked_count > 0 AND unlocked_count > n) + "
+        "  (SELECT coalesce(sum(users), 0) FROM unlock_histogram WHERE unlocked_count > n) + "
         "  (SELECT count(*) FROM user_stats WHERE unlocked_count > 0 AND unlocked_count = n "
         "    AND (reached_at, user_id) < (reached, :user)) "
         "FROM me",

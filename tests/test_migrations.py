@@ -90,6 +90,9 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
             "SELECT achievement_id, progress_rows, unlocked_count FROM achievement_stats"
         ).fetchall()
         totals = connection.execute("SELECT users, users_with_progress FROM totals").fetchall()
+        histogram = connection.execute(
+            "SELECT unlocked_count, users FROM unlock_histogram ORDER BY 1"
+        ).fetchall()
         events = connection.execute("SELECT count(*) FROM events").fetchone()[0]
     assert after == before
     assert achievements == [
@@ -104,6 +107,7 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
     ]
     assert sorted(achievement_stats) == [(1, 2, 2), (2, 2, 0)]
     assert totals == [(4, 3)]
+    assert histogram == [(1, 2)]
     assert events == 0
     assert db.check(str(old)) == []
 

@@ -369,3 +369,24 @@ async def test_random_history_matches_brute_force(client: Any, sql: Any) -> None
             assert (await client.delete(f"{DEFINITIONS}/{gone}")).status_code == 200
             achievements.append((await create_definition(client, f"New{round_}"))["id"])
         await assert_matches_brute_force(client, sql)
+
+
+async def test_unlock_histogram_follows_every_change(client: Any, sql: Any) -> None:
+    """The per-count user totals behind a user's rank match a brute-force count after unlocks,
+    deletions of progress, of users and of achievements (cascades)."""
+    ids = [(await client.post(DEFINITIONS, json={"name": f"H{i}"})).json()["id"] for i in range(4)]
+    for user in range(1, 9):
+        for achievement in ids[: user % 5]:
+            body = {"userId": user, "achievementId": achievement}
+            assert (await client.put(f"{PROGRESS}/unlock", json=body)).status_code == 200
+    brute = (
+        "SELECT unlocked_count, count(*) FROM user_stats WHERE unlocked_count > 0 "
+        "GROUP BY unlocked_count ORDER BY unlocked_count"
+    )
+    kept = "SELECT unlocked_count, users FROM unlock_histogram WHERE users > 0 ORDER BY 1"
+    assert sql(kept) == sql(brute) != []
+    await client.delete(PROGRESS, params={"userId": 4, "achievementId": ids[0]})
+    await client.delete("/users/3")
+    await client.delete(f"{DEFINITIONS}/{ids[1]}")
+    assert sql(kept) == sql(brute)
+    assert sql("SELECT count(*) FROM unlock_histogram WHERE users < 0") == [(0,)]
