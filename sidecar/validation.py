@@ -51,19 +51,23 @@ def field_of(error: msgspec.ValidationError, prefix: str = "") -> tuple[str, str
 
 
 def _is_json(body: bytes) -> bool:
+    """Only on the error path: is the whole body JSON (so the failure is the schema's)?"""
     try:
-        msgspec.json.decode(body)
-    except msgspec.ValidationError:  # e.g. a number too large for a float: still JSON
+        json.loads(body, parse_constant=_no_constants)  # NaN and Infinity are not JSON
+    except RecursionError:  # nested deeper than the parser follows: JSON, refused as too deep
         return True
-    except RecursionError:  # nested deeper than the decoder follows: JSON, but refused below
-        return True
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except ValueError:
         return False
     return True
 
 
 def decode(decoder: msgspec.json.Decoder[T], body: bytes, prefix: str = "") -> T:
     """Decode a JSON document strictly into its Struct; 400 if it is not JSON, else 422."""
+    try:
+        # msgspec does not look inside the values it keeps raw (metadata): check all of it here.
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ApiError(400, "MALFORMED_JSON", f"the body is not UTF-8: {error}") from None
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as error:
@@ -78,6 +82,9 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes, prefix: str = "") -> T
 
 
 # --- JSON values: metadata and op values -------------------------------------------------
+
+# Compact UTF-8 JSON (no \u escapes for what UTF-8 can say); exact numbers written as decimals.
+canonical_json = msgspec.json.Encoder(decimal_format="number").encode
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -118,6 +125,10 @@ def parse_value(raw: bytes | str, field: str) -> Any:
         raise validation_error(field, str(error)) from None
     if depth_of(value) > MAX_DEPTH:
         raise validation_error(field, f"nested deeper than {MAX_DEPTH} levels")
+    try:
+        canonical_json(value)
+    except UnicodeEncodeError:  # "\ud800" is valid JSON syntax, but no text can hold it
+        raise validation_error(field, "holds a lone UTF-16 surrogate escape") from None
     return value
 
 
@@ -136,10 +147,6 @@ def depth_of(value: Any) -> int:
         deepest = max(deepest, level)
         stack.extend((member, level + 1) for member in members)
     return deepest
-
-
-# Compact UTF-8 JSON (no \u escapes for what UTF-8 can say); exact numbers written as decimals.
-canonical_json = msgspec.json.Encoder(decimal_format="number").encode
 
 
 def metadata_text(raw: msgspec.Raw, field: str = "metadata") -> str:

@@ -30,7 +30,7 @@ async def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
     return ASGIResponse(body=body, media_type="text/plain; version=0.0.4")
 
 
-@get(OPENAPI_PATH, opt={"text": "application/json"})
+@get(OPENAPI_PATH, opt={"answer": dict[str, Any]})
 async def openapi_document(request: Request[Any, Any, Any]) -> ASGIResponse:
     return ASGIResponse(body=request.app.state.openapi, media_type="application/json")
 
