@@ -23,6 +23,7 @@ TITLES: dict[str, str] = {
     "NOT_FOUND": "No such path",
     "INVALID_HOST": "Host header not allowed",
     "METHOD_NOT_ALLOWED": "Method not allowed on this path",
+    "HEADERS_TOO_LARGE": "Request headers too large",
     "PAYLOAD_TOO_LARGE": "Request body too large",
     "UNSUPPORTED_MEDIA_TYPE": "Request body must be application/json",
     "VALIDATION_FAILED": "Request failed validation",

@@ -22,6 +22,7 @@ from sidecar.settings import Settings
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 OPEN_PATHS = frozenset({"/health"})
+MAX_HEADER_BYTES = 64 * 1024
 
 
 def split_host(header: str) -> tuple[str, str | None]:
@@ -32,7 +33,9 @@ def split_host(header: str) -> tuple[str, str | None]:
         if end == -1:
             return header, None
         rest = header[end + 1 :]
-        return header[: end + 1], rest[1:] if rest.startswith(":") else None
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return header, None  # "[::1]evil" is not "[::1]": the whole text is the name
+        return header[: end + 1], rest[1:] if rest else None
     name, colon, port = header.rpartition(":")
     return (name, port) if colon and port.isdigit() else (header, None)
 
@@ -67,6 +70,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _hosts(scope: Scope) -> list[bytes]:
+    return [value for key, value in scope["headers"] if key == b"host"]
+
+
+def _header_bytes(scope: Scope) -> int:
+    return sum(len(key) + len(value) for key, value in scope["headers"])
+
+
 async def _refuse(send: Send, status: int, code: str, extra: list[tuple[bytes, bytes]]) -> None:
     body = problem_body(Problem(status, code, TITLES[code]))
     headers = [
@@ -94,7 +105,13 @@ class Gate:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        if not self.hosts.allows(_header(scope, b"host")):
+        # The server's parser sets no limit on headers; refuse what no client of ours sends.
+        if _header_bytes(scope) > MAX_HEADER_BYTES:
+            await _refuse(send, 431, "HEADERS_TOO_LARGE", [(b"connection", b"close")])
+            return
+        hosts = _hosts(scope)
+        # Exactly one Host (RFC 9112 3.2): a second one could smuggle a name past the check.
+        if len(hosts) != 1 or not self.hosts.allows(hosts[0].decode("latin-1")):
             await _refuse(send, 400, "INVALID_HOST", [])
             return
         if self.token is not None and scope["path"] not in OPEN_PATHS:

@@ -23,7 +23,8 @@ from sidecar.settings import Settings
 
 log = logging.getLogger("sidecar")
 
-# Idle keep-alive connections are closed after this; slow clients get a 408-free disconnect.
+# Idle keep-alive connections are closed after this. A request still arriving is not timed out
+# (uvicorn has no such timeout); it holds one connection and delays nobody else.
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 10
 

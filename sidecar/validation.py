@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from sidecar.errors import ApiError, validation_error
+from sidecar.jsonsyntax import is_json
 from sidecar.models import ABSENT, MAX_ID
 
 T = TypeVar("T")
@@ -54,8 +55,8 @@ def _is_json(body: bytes) -> bool:
     """Only on the error path: is the whole body JSON (so the failure is the schema's)?"""
     try:
         json.loads(body, parse_constant=_no_constants)  # NaN and Infinity are not JSON
-    except RecursionError:  # nested deeper than the parser follows: JSON, refused as too deep
-        return True
+    except RecursionError:  # nested deeper than the C parser follows: check it without recursion
+        return is_json(body)
     except ValueError:
         return False
     return True
@@ -76,6 +77,8 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes, prefix: str = "") -> T
         field, message = field_of(error, prefix)
         raise validation_error(field or prefix or "body", message) from None
     except RecursionError:
+        if not _is_json(body):
+            raise ApiError(400, "MALFORMED_JSON", "the body is not valid JSON") from None
         raise validation_error(prefix or "body", "nested too deeply") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, "MALFORMED_JSON", f"the body is not valid JSON: {error}") from None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ class Route:
     valid: dict[str, Any]
     # Fields the route knows besides those of `valid`.
     optional: tuple[str, ...]
-    # Where a metadata-like JSON value goes in the body: (field, wrapper) — see `with_value`.
+    # Where a JSON value of the client's goes in the body (see `with_value`).
     value_slot: str
 
 
@@ -342,13 +344,47 @@ def _has_surrogate(value: Any) -> bool:
     return False
 
 
+def _parse(text: str) -> Any:
+    # Objects kept as their (key, value) pairs, so that every duplicate is looked at.
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=list)
+
+
+def _parse_deep(text: str) -> Any:
+    """_parse for nesting deeper than the default recursion limit allows: in a thread with a
+    large stack and, for its duration, a higher limit."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(("value", _parse(text)))
+        except (ValueError, RecursionError) as error:
+            outcome.append(("error", error))
+
+    limit, stack = sys.getrecursionlimit(), threading.stack_size()
+    sys.setrecursionlimit(200_000)
+    threading.stack_size(512 * 1024 * 1024)
+    try:
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(stack)
+        sys.setrecursionlimit(limit)
+    kind, result = outcome[0]
+    if kind == "error":
+        raise result
+    return result
+
+
 def well_formed(body: bytes) -> bool | None:
-    """Is the body JSON text in UTF-8 (RFC 8259)? None where this oracle cannot tell: nesting
-    too deep for Python's parser, or an escaped lone surrogate (grammatical, not Unicode)."""
+    """Is the body JSON text in UTF-8 (RFC 8259)? None where this oracle cannot tell: an escaped
+    lone surrogate (grammatical, but no Unicode text holds it)."""
     try:
         text = body.decode("utf-8")  # strict: no surrogates, no overlongs, nothing past U+10FFFF
-        # Objects kept as their (key, value) pairs, so that every duplicate is looked at.
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=list)
+        try:
+            value = _parse(text)
+        except RecursionError:
+            value = _parse_deep(text)
     except RecursionError:
         return None
     except ValueError:  # UnicodeDecodeError and JSONDecodeError included
@@ -423,6 +459,10 @@ def corpus(route: Route) -> list[tuple[str, bytes, int, str]]:
         ("10,000 nested arrays", nested(10_000, "[").text, *invalid),
         ("10,000 nested objects", nested(10_000, "{").text, *invalid),
         ("10,000 deep value", carrying(nested(10_000, "{")), *invalid),
+        # Deep nesting must not hide what is not JSON after it (or in it).
+        ("10,000 deep, then NaN", carrying(nested(10_000, "["))[:-1] + b',"x":NaN}', *malformed),
+        ("10,000 deep, unbalanced", carrying(Raw(nested(10_000, "[").text[:-1])), *malformed),
+        ("10,000 deep, then junk", nested(10_000, "[").text + b"x", *malformed),
         ("33 deep value", carrying(nested(33, "{")), *invalid),
         ("1e400 in value", carrying(Obj((("n", Raw(b"1e400")),))), *invalid),
         ("-1e400 in value", carrying(Obj((("n", Raw(b"-1e400")),))), *invalid),
