@@ -124,7 +124,8 @@ def openapi_document(app: Litestar) -> bytes:
             if not isinstance(handler, HTTPRouteHandler):
                 continue
             for path in handler.paths:
-                for method in sorted(handler.http_methods):
+                # Litestar's automatic OPTIONS answers are not part of the API.
+                for method in sorted(handler.http_methods - {"OPTIONS"}):
                     operations = paths.setdefault(_document_path(path), {})
                     operations[method.lower()] = _operation(handler, method, path, schemas)
     document = {

@@ -1,0 +1,134 @@
+"""Offline API docs: `GET /schema` is Swagger UI whose files come from an installed Python
+package (swagger-ui-bundle-v2), never from a CDN; only the page's own files are served."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from typing import Any
+
+from tests.helpers import assert_problem
+from tests.test_pages import parse_html
+
+EXTERNAL = re.compile(r"https?://|//[a-z0-9]", re.IGNORECASE)
+CSS_URL = re.compile(r"url\(\s*['\"]?([^'\")]+)")
+MEDIA_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".png": "image/png",
+}
+
+
+def package_file(name: str) -> bytes:
+    """The file as the installed package has it (found here independently of the service)."""
+    vendor = importlib.resources.files("swagger_ui_bundle").joinpath("vendor")
+    (folder,) = [e for e in vendor.iterdir() if e.name.startswith("swagger-ui-")]
+    # Swagger UI 5 or later: the first major version that renders OpenAPI 3.1.
+    assert int(folder.name.removeprefix("swagger-ui-").split(".")[0]) >= 5, folder.name
+    return folder.joinpath(name).read_bytes()
+
+
+def references(html: str) -> list[str]:
+    document = parse_html(html)
+    found = []
+    for element in document.iter():
+        for attribute in ("src", "href"):
+            if attribute in element.attrs:
+                found.append(element.attrs[attribute])
+    return found
+
+
+async def test_schema_page_and_every_asset_it_references_are_local(client: Any) -> None:
+    response = await client.get("/schema")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    html = response.text
+    assert 'id="swagger-ui"' in html
+
+    referenced = references(html)
+    assert sorted(referenced) == [
+        "/schema/assets/favicon-16x16.png",
+        "/schema/assets/favicon-32x32.png",
+        "/schema/assets/swagger-ui-bundle.js",
+        "/schema/assets/swagger-ui.css",
+    ]
+    # Nothing external anywhere in the page, its inline script included.
+    assert EXTERNAL.search(html) is None, EXTERNAL.search(html)
+    document = parse_html(html)
+    inline = [s.text() for s in document.find_all("script") if "src" not in s.attrs]
+    assert len(inline) == 1 and 'url: "/schema/openapi.json"' in inline[0]
+    assert "validatorUrl: null" in inline[0]  # no badge fetched from a validator service
+
+    for path in referenced:
+        asset = await client.get(path)
+        assert asset.status_code == 200, path
+        name = path.rsplit("/", 1)[1]
+        assert asset.headers["content-type"] == MEDIA_TYPES[name[name.rindex(".") :]]
+        assert asset.content == package_file(name), path
+        assert asset.headers["x-content-type-options"] == "nosniff"
+        if name.endswith(".css"):
+            for url in CSS_URL.findall(asset.text):
+                assert url.startswith("data:"), url
+
+    # The document the page loads is there.
+    document_response = await client.get("/schema/openapi.json")
+    assert document_response.status_code == 200
+    assert document_response.json()["openapi"].startswith("3.1")
+
+
+async def test_schema_page_may_only_run_its_own_scripts(client: Any) -> None:
+    response = await client.get("/schema")
+    policy = response.headers["content-security-policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    sources = directives["script-src"].split()
+    assert sources[0] == "'self'" and len(sources) == 2 and sources[1].startswith("'sha256-")
+    assert directives["connect-src"] == "'self'"
+
+
+async def test_only_the_listed_files_are_served(client: Any) -> None:
+    for path in [
+        "/schema/assets/index.html",  # in the package, but not a file the page uses
+        "/schema/assets/swagger-ui.js",
+        "/schema/assets/swagger-initializer.js",
+        "/schema/assets/",
+        "/schema/assets",
+        "/schema/assets/../../pyproject.toml",
+        "/schema/assets/..%2F..%2Fpyproject.toml",
+        "/schema/assets/%2e%2e/%2e%2e/etc/passwd",
+        "/schema/assets/swagger-ui.css/../../../../etc/passwd",
+        "/schema/assets/SWAGGER-UI.CSS",
+    ]:
+        response = await client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+        assert not response.content.startswith(b"[project]"), path
+
+
+async def test_docs_behind_the_same_gate(make_client: Any) -> None:
+    async with make_client(token="s3cret") as guarded:
+        for path in ("/schema", "/schema/assets/swagger-ui.css"):
+            assert_problem(await guarded.get(path), 401, "UNAUTHORIZED")
+            ok = await guarded.get(path, headers={"Authorization": "Bearer s3cret"})
+            assert ok.status_code == 200
+            foreign = await guarded.get(
+                path, headers={"Authorization": "Bearer s3cret", "Host": "evil.example"}
+            )
+            assert_problem(foreign, 400, "INVALID_HOST")
+
+
+async def test_openapi_document_lists_the_pages_and_the_docs(client: Any) -> None:
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+    for path in ("/", "/users/{userId}/profile", "/schema", "/schema/assets/swagger-ui.css"):
+        assert "get" in paths[path], path
+    assert set(paths["/users/{userId}/profile"]["get"]["responses"]["200"]["content"]) == {
+        "text/html"
+    }
+    # Each asset has its own handler, so its own operationId (Litestar's automatic OPTIONS
+    # handlers are left out here: they are not routes of this module).
+    operation_ids = [
+        operation["operationId"]
+        for item in paths.values()
+        for method, operation in item.items()
+        if method != "options"
+    ]
+    assert len(operation_ids) == len(set(operation_ids))
