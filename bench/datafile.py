@@ -1,0 +1,126 @@
+"""Scale files: N users x 10 progress rows, written straight with SQL in one transaction.
+
+User u has rows on achievements 1..10; rows 1..(u % 10 + 1) are unlocked (so every user is on
+the leaderboard, with 1 to 10 unlocks), a second apart from 2020-09-13 on.
+
+schema.sql keeps counters (user_stats, achievement_stats, totals) with triggers that fire once
+per row. For a million users the bulk way is faster: the triggers and the secondary indexes are
+dropped, the rows inserted in (user, achievement) order, the counters computed with GROUP BY, and
+the indexes and triggers re-created from the very SQL read out of the file. `by_triggers=True`
+inserts the same rows with the triggers live instead; `same_counters` compares two files, so a
+small file made both ways proves the bulk counters equal the triggers' (bench/suite.py does this
+before every scale run), and `python -m sidecar check` then checks the big one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sidecar import db
+
+ROWS_PER_USER = 10
+CREATED = "2020-01-01T00:00:00.000Z"
+FIRST_UNLOCK_EPOCH = 1_600_000_000
+
+_USERS = (
+    "INSERT INTO users (id, created_at) "
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :users) "
+    "SELECT i, :created FROM n"
+)
+# CROSS JOIN keeps users as the outer loop: rows arrive in (user_id, achievement_id) order, so
+# the UNIQUE index grows at its end.
+_PROGRESS = (
+    "INSERT INTO user_achievements "
+    "(user_id, achievement_id, unlocked_at, metadata, created_at, updated_at) "
+    "SELECT user_id, achievement_id, unlocked_at, metadata, :created, "
+    "coalesce(unlocked_at, :created) FROM ("
+    "  SELECT u.id AS user_id, a.id AS achievement_id,"
+    "    CASE WHEN a.id <= u.id % 10 + 1 THEN strftime('%Y-%m-%dT%H:%M:%fZ',"
+    "      :epoch + u.id * 10 + a.id, 'unixepoch') END AS unlocked_at,"
+    "    '{\"current\":' || (u.id % 97) || ',\"best\":7}' AS metadata"
+    "  FROM users AS u CROSS JOIN achievements AS a)"
+)
+_USER_STATS = (
+    "INSERT INTO user_stats (user_id, progress_rows, unlocked_count, reached_at) "
+    "SELECT u.id, count(p.id), count(p.unlocked_at), max(p.unlocked_at) "
+    "FROM users AS u LEFT JOIN user_achievements AS p ON p.user_id = u.id GROUP BY u.id"
+)
+_ACHIEVEMENT_STATS = (
+    "UPDATE achievement_stats SET progress_rows = c.n, unlocked_count = c.k FROM ("
+    "  SELECT achievement_id, count(*) AS n, count(unlocked_at) AS k"
+    "  FROM user_achievements GROUP BY achievement_id) AS c "
+    "WHERE c.achievement_id = achievement_stats.achievement_id"
+)
+_TOTALS = (
+    "UPDATE totals SET users = (SELECT count(*) FROM users), "
+    "users_with_progress = (SELECT count(*) FROM user_stats WHERE progress_rows > 0) WHERE id = 1"
+)
+_COUNTERS = (
+    "SELECT * FROM user_stats ORDER BY user_id",
+    "SELECT * FROM achievement_stats ORDER BY achievement_id",
+    "SELECT * FROM totals",
+)
+
+
+def _schema_objects(connection: sqlite3.Connection, kind: str) -> list[tuple[str, str]]:
+    """(name, sql) of the schema's own triggers or indexes (not the automatic UNIQUE ones)."""
+    return connection.execute(
+        "SELECT name, sql FROM sqlite_schema WHERE type = ? AND sql IS NOT NULL", (kind,)
+    ).fetchall()
+
+
+def generate(path: Path, users: int, by_triggers: bool = False) -> None:
+    """A fresh service file at `path` (which must not exist) with `users` x 10 rows."""
+    db.prepare(str(path))  # the schema, its version, WAL: what the service makes of a new file
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        # No journal while loading (a failure leaves a file to throw away); WAL again at the end.
+        connection.execute("PRAGMA journal_mode = OFF")
+        connection.execute("PRAGMA synchronous = OFF")
+        connection.execute("PRAGMA cache_size = -262144")
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO achievements (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            [(a, f"A{a}", CREATED, CREATED) for a in range(1, ROWS_PER_USER + 1)],
+        )
+        parameters = {"users": users, "created": CREATED, "epoch": FIRST_UNLOCK_EPOCH}
+        if by_triggers:
+            connection.execute(_USERS, parameters)
+            connection.execute(_PROGRESS, parameters)
+        else:
+            _bulk(connection, parameters)
+        connection.execute("COMMIT")
+        connection.execute("PRAGMA journal_mode = WAL")
+    finally:
+        connection.close()
+
+
+def _bulk(connection: sqlite3.Connection, parameters: dict[str, object]) -> None:
+    triggers = _schema_objects(connection, "trigger")
+    indexes = _schema_objects(connection, "index")
+    for name, _ in triggers:
+        connection.execute(f'DROP TRIGGER "{name}"')
+    for name, _ in indexes:
+        connection.execute(f'DROP INDEX "{name}"')
+    connection.execute(_USERS, parameters)
+    connection.execute(_PROGRESS, parameters)
+    for _, sql in indexes:
+        connection.execute(sql)
+    connection.execute(_USER_STATS)
+    connection.execute(_ACHIEVEMENT_STATS)
+    connection.execute(_TOTALS)
+    for _, sql in triggers:
+        connection.execute(sql)
+
+
+def counters(path: Path) -> list[list[tuple[object, ...]]]:
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return [connection.execute(query).fetchall() for query in _COUNTERS]
+    finally:
+        connection.close()
+
+
+def same_counters(one: Path, other: Path) -> bool:
+    return counters(one) == counters(other)

@@ -1,0 +1,396 @@
+"""The measurements: every workload against the service and against the bare ceiling of the
+same kind, then the same reads on a big and on a small file.
+
+A comparison alternates its two sides in rounds (reference, subject, reference, subject...),
+so that a change in the machine's speed during the run (it is shared) hits both sides alike.
+
+Correctness is checked along the way: any answer that is not a 2xx fails its workload, and the
+hot-row `inc` count must come out exact. Those failures are collected in `Suite.problems`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import workloads as w
+from bench.client import call_ok
+from bench.load import Loader, LoadResult, combined
+from bench.noise import CpuWatch
+from bench.report import Row, milliseconds, per_second, ratio
+from bench.seed import seed
+from bench.servers import Process, start_bare, start_service
+
+CONNECTIONS = 32
+BATCH_CONNECTIONS = 4
+# Between runs: let the last answers drain.
+SETTLE_SECONDS = 0.5
+# A process's first run is slower (allocator arenas, caches): each one is loaded this long first.
+WARM_UP_SECONDS = 1.0
+STARTS = 3  # start-to-healthy is the median of this many starts
+# A run during which other processes took more than this share of the CPUs is repeated, after
+# waiting for a quiet moment, up to RETRIES times; the last one stands (and says so).
+MAX_FOREIGN_CPU = 0.10
+RETRIES = 3
+QUIET_WAIT_SECONDS = 120.0
+
+P99_LIMIT_MS = 10.0
+LEADERBOARD_P99_MS = 5.0
+SCALE_MINIMUM = 0.85
+STARTUP_LIMIT_SECONDS = 1.0
+RSS_LIMIT_BYTES = 100_000_000
+BATCH_ITEMS_PER_SECOND = 40_000
+FULL_MINIMUM = 0.50
+
+
+@dataclass(frozen=True)
+class Compared:
+    name: str
+    traffic: w.Traffic
+    bare: w.Traffic
+    minimum: float  # of the bare figure
+
+
+COMPARED = (
+    Compared("upsert, spread over 10,000 rows", w.UPSERT_SPREAD, w.BARE_POST, 0.75),
+    Compared("upsert, one hot row", w.UPSERT_HOT, w.BARE_POST, 0.70),
+    Compared("unlock, half new, half repeated", w.UNLOCK_MIX, w.BARE_POST, 0.70),
+    Compared("apply `inc`, one hot row", w.APPLY_HOT, w.BARE_POST, 0.65),
+    Compared("get progress", w.GET_PROGRESS, w.BARE_GET, 0.75),
+    Compared("list, a user with 20 rows", w.LIST_PROGRESS, w.BARE_LIST, 0.75),
+)
+
+
+@dataclass(frozen=True)
+class ScaleRead:
+    name: str
+    traffic: Callable[[int], w.Traffic]  # from the number of users in the file
+    p99_limit_ms: float | None = None
+
+
+SCALE_READS = (
+    ScaleRead("get progress", w.scale_get),
+    ScaleRead("list, a user with 10 rows", w.scale_list),
+    ScaleRead("leaderboard top 10", lambda _: w.LEADERBOARD_TOP, LEADERBOARD_P99_MS),
+    ScaleRead("one user's leaderboard rank", w.leaderboard_rank, LEADERBOARD_P99_MS),
+)
+
+
+@dataclass(frozen=True)
+class ScaleFiles:
+    small: Path
+    small_users: int
+    big: Path
+    big_users: int
+
+
+def _failure_note(result: LoadResult) -> str:
+    return f"{result.failed:,} failed: {result.failure_text()}" if result.failed else ""
+
+
+def _noise_note(*results: LoadResult) -> str:
+    worst = max(result.foreign_cpu for result in results)
+    if worst <= MAX_FOREIGN_CPU:
+        return ""
+    return f"measured while other processes took {worst:.0%} of the CPUs"
+
+
+def _notes(*notes: str) -> str:
+    return "; ".join(note for note in notes if note)
+
+
+def _share(value: float, reference: float) -> float:
+    return value / reference if reference else 0.0
+
+
+@dataclass
+class Suite:
+    loader: Loader
+    seconds: float  # per comparison side, split over the rounds
+    rounds: int
+    workdir: Path
+    retries: int = RETRIES  # of a run disturbed by other processes
+    say: Callable[[str], None] = print
+    problems: list[str] = field(default_factory=list)
+    peak_rss: dict[str, int] = field(default_factory=dict)  # by service process
+    foreign_cpu: float = 0.0  # the largest share of the CPUs other processes took in a run
+    _warm: set[int] = field(default_factory=set)  # pids of the processes already warmed up
+    _incs_sent: int = 0  # hot-row incs answered 200 or in flight, over every run that sent them
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _load(
+        self, process: Process, traffic: w.Traffic, connections: int, seconds: float
+    ) -> LoadResult:
+        result = self.loader.run(process.base_url, traffic, connections, seconds)
+        if traffic is w.APPLY_HOT:
+            self._incs_sent += result.ok200 + result.in_flight
+        return result
+
+    def _run(
+        self, process: Process, traffic: w.Traffic, connections: int, seconds: float
+    ) -> LoadResult:
+        if process.popen.pid not in self._warm:
+            self._warm.add(process.popen.pid)
+            self._load(process, traffic, connections, WARM_UP_SECONDS)
+        for attempt in range(self.retries + 1):
+            time.sleep(SETTLE_SECONDS)
+            with CpuWatch() as watch:
+                result = self._load(process, traffic, connections, seconds)
+            if watch.foreign <= MAX_FOREIGN_CPU or attempt == self.retries:
+                break
+            self.say(f"  (other processes took {watch.foreign:.0%} of the CPUs: run again)")
+            _wait_for_quiet()
+        self.foreign_cpu = max(self.foreign_cpu, watch.foreign)
+        return result.with_foreign_cpu(watch.foreign)
+
+    def _pair(
+        self,
+        name: str,
+        reference: Process,
+        reference_traffic: w.Traffic,
+        subject: Process,
+        traffic: w.Traffic,
+    ) -> tuple[LoadResult, LoadResult]:
+        """(reference, subject), each the sum of `rounds` alternating runs."""
+        seconds = self.seconds / self.rounds
+        references, subjects = [], []
+        for _ in range(self.rounds):
+            references.append(self._run(reference, reference_traffic, CONNECTIONS, seconds))
+            subjects.append(self._run(subject, traffic, CONNECTIONS, seconds))
+        before, after = combined(references), combined(subjects)
+        self._say(name, after, before)
+        return before, after
+
+    def _say(self, name: str, result: LoadResult, reference: LoadResult | None = None) -> None:
+        line = f"  {name}: {result.rate:,.0f} req/s, p99 {result.p99_ms:.1f} ms"
+        if reference is not None:
+            line += f" / {reference.rate:,.0f} = {_share(result.rate, reference.rate):.2f}"
+        line += f"; other processes took {result.foreign_cpu:.0%} of the CPUs"
+        self.say(line + (f"; FAILED {result.failure_text()}" if result.failed else ""))
+
+    def _check(self, server: str, name: str, result: LoadResult) -> None:
+        if result.failed:
+            self.problems.append(f"{name} on {server}: {result.failure_text()}")
+
+    @contextmanager
+    def _running(self, process: Process, service: bool = True) -> Iterator[Process]:
+        """Wait until healthy; at the end note a service's peak memory, then stop it."""
+        try:
+            process.wait_healthy()
+            yield process
+        finally:
+            if service:
+                rss = process.peak_rss()
+                self.peak_rss[process.name] = max(self.peak_rss.get(process.name, 0), rss)
+            status = process.stop()
+            if service and status != 0:
+                self.say(f"  {process.name} exited with status {status} at SIGTERM")
+
+    # --- the service against the bare ceiling ---------------------------------------------
+
+    def service(self, server: str) -> list[Row]:
+        self.say(f"== {server}: service / bare app")
+        logs = self.workdir
+        with self._running(start_service(server, self.workdir / f"{server}.db", logs)) as service:
+            answers = seed(service.base_url)
+            captured = {"BENCH_BARE_GET": answers.get, "BENCH_BARE_LIST": answers.list}
+            for variable, data in captured.items():
+                (self.workdir / variable).write_bytes(data)
+            env = {variable: str(self.workdir / variable) for variable in captured}
+            with self._running(start_bare(server, logs, env), service=False) as bare:
+                rows = [row for c in COMPARED for row in self._compared(server, c, service, bare)]
+                rows.append(self._batch(server, service))
+                rows.append(self._full(server, bare))
+        return rows
+
+    def _compared(
+        self, server: str, compared: Compared, service: Process, bare: Process
+    ) -> list[Row]:
+        counted = compared.traffic is w.APPLY_HOT
+        before = (_settled_count(service.base_url), self._incs_sent) if counted else (0, 0)
+        ceiling, result = self._pair(compared.name, bare, compared.bare, service, compared.traffic)
+        self._check(server, compared.name, result)
+        met = _share(result.rate, ceiling.rate) >= compared.minimum and not result.failed
+        count_note = ""
+        if counted:
+            exact, count_note = self._count_exact(service, before)
+            met = met and exact
+        rows = [
+            Row(
+                compared.name,
+                server,
+                per_second(result.rate),
+                ratio(result.rate, ceiling.rate),
+                milliseconds(result.p99_ms),
+                f"≥ {compared.minimum:.2f} x bare",
+                met,
+                _notes(count_note, _failure_note(result), _noise_note(ceiling, result)),
+            )
+        ]
+        if compared.traffic is w.UPSERT_SPREAD:
+            rows.append(
+                Row(
+                    "p99 latency of upsert (the spread run)",
+                    server,
+                    "—",
+                    p99=milliseconds(result.p99_ms),
+                    target=f"≤ {P99_LIMIT_MS:.0f} ms",
+                    met=result.p99_ms <= P99_LIMIT_MS and not result.failed,
+                    note=_noise_note(result),
+                )
+            )
+        return rows
+
+    def _count_exact(self, service: Process, before: tuple[int, int]) -> tuple[bool, str]:
+        """Every 200 (and every request still in flight when the load stopped, which the
+        server finishes) must be in the count: no lost update, no double one."""
+        counted = _settled_count(service.base_url) - before[0]
+        sent = self._incs_sent - before[1]
+        exact = counted == sent
+        text = f"count +{counted:,} for {sent:,} answered 200 or in flight at the stop"
+        if not exact:
+            self.problems.append(f"apply inc on {service.name}: {text}")
+        return exact, f"{'exact' if exact else 'NOT EXACT'}: {text}"
+
+    def _batch(self, server: str, service: Process) -> Row:
+        name = f"batch of {w.BATCH_ITEMS} `apply` items ({BATCH_CONNECTIONS} connections)"
+        result = self._run(service, w.BATCH_APPLY, BATCH_CONNECTIONS, self.seconds)
+        self._say(name, result)
+        self._check(server, name, result)
+        items = result.ok * w.BATCH_ITEMS / result.seconds if result.seconds else 0.0
+        return Row(
+            name,
+            server,
+            per_second(items, "items/s"),
+            p99=milliseconds(result.p99_ms),
+            target=f"≥ {BATCH_ITEMS_PER_SECOND:,} items/s",
+            met=items >= BATCH_ITEMS_PER_SECOND and not result.failed,
+            note=_notes(_failure_note(result), _noise_note(result)),
+        )
+
+    def _full(self, server: str, bare: Process) -> Row:
+        name = "upsert, spread, `synchronous=FULL`"
+        path = self.workdir / f"{server}-full.db"
+        env = {"SIDECAR_SYNCHRONOUS": "FULL"}
+        with self._running(
+            start_service(server, path, self.workdir, env, "service (synchronous=FULL)")
+        ) as full:
+            seed(full.base_url)
+            ceiling, result = self._pair(name, bare, w.BARE_POST, full, w.UPSERT_SPREAD)
+        self._check(server, name, result)
+        return Row(
+            name,
+            server,
+            per_second(result.rate),
+            ratio(result.rate, ceiling.rate),
+            milliseconds(result.p99_ms),
+            f"≥ {FULL_MINIMUM:.2f} x bare",
+            _share(result.rate, ceiling.rate) >= FULL_MINIMUM and not result.failed,
+            _notes(_failure_note(result), _noise_note(ceiling, result)),
+        )
+
+    # --- scale ----------------------------------------------------------------------------
+
+    def scale(self, server: str, files: ScaleFiles) -> list[Row]:
+        self.say(f"== {server}: scale, big file / small file")
+        small_rows, big_rows = f"{files.small_users * 10:,}-row", f"{files.big_users * 10:,}-row"
+        small_start = self._startup(server, files.small, small_rows)
+        big_start = self._startup(server, files.big, big_rows)
+        rows = [
+            Row(
+                f"start to healthy, {big_rows} file",
+                server,
+                f"{big_start:.2f} s",
+                target=f"≤ {STARTUP_LIMIT_SECONDS:.0f} s",
+                met=big_start <= STARTUP_LIMIT_SECONDS,
+                note=f"median of {STARTS}; {small_rows} file: {small_start:.2f} s",
+            )
+        ]
+        small = start_service(server, files.small, self.workdir, name=f"service ({small_rows})")
+        with self._running(small):
+            big = start_service(server, files.big, self.workdir, name=f"service ({big_rows})")
+            with self._running(big):
+                for read in SCALE_READS:
+                    rows.append(self._scale_row(server, read, files, small, big))
+        return rows
+
+    def _scale_row(
+        self, server: str, read: ScaleRead, files: ScaleFiles, small: Process, big: Process
+    ) -> Row:
+        name = f"scale: {read.name}, {files.big_users * 10:,}-row file"
+        reference, result = self._pair(
+            name, small, read.traffic(files.small_users), big, read.traffic(files.big_users)
+        )
+        self._check(server, name, result)
+        self._check(server, f"{read.name} on the small file", reference)
+        target = f"≥ {SCALE_MINIMUM:.2f} x small file"
+        met = _share(result.rate, reference.rate) >= SCALE_MINIMUM
+        met = met and not (result.failed or reference.failed)
+        if read.p99_limit_ms is not None:
+            target += f", p99 ≤ {read.p99_limit_ms:.0f} ms"
+            met = met and result.p99_ms <= read.p99_limit_ms
+        return Row(
+            name,
+            server,
+            per_second(result.rate),
+            ratio(result.rate, reference.rate, f"{files.small_users * 10:,}-row file"),
+            milliseconds(result.p99_ms),
+            target,
+            met,
+            _notes(_failure_note(result), _failure_note(reference), _noise_note(reference, result)),
+        )
+
+    def _startup(self, server: str, path: Path, label: str) -> float:
+        """Median seconds from process start to the first healthy answer."""
+        times = []
+        for _ in range(STARTS):
+            with self._running(start_service(server, path, self.workdir, name="service")) as p:
+                times.append(p.startup_seconds or 0.0)
+        self.say(f"  start to healthy, {label} file: " + ", ".join(f"{t:.2f} s" for t in times))
+        return statistics.median(times)
+
+    # --- memory ---------------------------------------------------------------------------
+
+    def memory_row(self, server: str) -> Row:
+        largest = max(self.peak_rss, key=self.peak_rss.__getitem__, default="none")
+        peak = self.peak_rss.get(largest, 0)
+        count = len(self.peak_rss)
+        self.peak_rss.clear()
+        return Row(
+            "peak RSS of the service",
+            server,
+            f"{peak / 1e6:.0f} MB",
+            target=f"≤ {RSS_LIMIT_BYTES / 1e6:.0f} MB",
+            met=peak <= RSS_LIMIT_BYTES,
+            note=f"VmHWM; largest of {count} service processes: {largest}",
+        )
+
+
+def _wait_for_quiet() -> None:
+    """Until other processes leave the CPUs alone for a few seconds (or QUIET_WAIT_SECONDS)."""
+    deadline = time.monotonic() + QUIET_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with CpuWatch() as watch:
+            time.sleep(3)
+        if watch.foreign <= MAX_FOREIGN_CPU / 2:
+            return
+
+
+def _settled_count(base_url: str) -> int:
+    """The hot row's count once it stops moving (the last requests of a run may still land)."""
+    path = f"{w.PROGRESS}?userId={w.APPLY_USER}&achievementId=1"
+    previous = -1
+    for _ in range(100):
+        row = json.loads(call_ok(base_url, "GET", path))
+        count = int(row["metadata"].get("count", 0)) if row else 0
+        if count == previous:
+            return count
+        previous = count
+        time.sleep(0.2)
+    return previous
