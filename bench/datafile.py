@@ -56,7 +56,13 @@ _TOTALS = (
     "UPDATE totals SET users = (SELECT count(*) FROM users), "
     "users_with_progress = (SELECT count(*) FROM user_stats WHERE progress_rows > 0) WHERE id = 1"
 )
+_HISTOGRAM = (
+    "INSERT INTO unlock_histogram (unlocked_count, users) "
+    "SELECT unlocked_count, count(*) FROM user_stats WHERE unlocked_count > 0 "
+    "GROUP BY unlocked_count"
+)
 _COUNTERS = (
+    "SELECT * FROM unlock_histogram WHERE users > 0 ORDER BY unlocked_count",
     "SELECT * FROM user_stats ORDER BY user_id",
     "SELECT * FROM achievement_stats ORDER BY achievement_id",
     "SELECT * FROM totals",
@@ -110,6 +116,7 @@ def _bulk(connection: sqlite3.Connection, parameters: dict[str, object]) -> None
     connection.execute(_USER_STATS)
     connection.execute(_ACHIEVEMENT_STATS)
     connection.execute(_TOTALS)
+    connection.execute(_HISTOGRAM)
     for _, sql in triggers:
         connection.execute(sql)
 
