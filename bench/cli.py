@@ -109,9 +109,14 @@ def _scale_files(workdir: Path) -> ScaleFiles:
     small, twin, big = workdir / "small.db", workdir / "small-bulk.db", workdir / "big.db"
     datafile.generate(small, SMALL_USERS, by_triggers=True)
     datafile.generate(twin, SMALL_USERS)
-    if not datafile.same_counters(small, twin):
-        raise RuntimeError("bulk-computed counters differ from the triggers' on the small file")
-    datafile.generate(big, BIG_USERS)
+    differing = datafile.differing_tables(small, twin)
+    if differing:
+        # The schema keeps a counter the bulk way does not compute (yet): correct but slower.
+        print(
+            f"bulk-made tables differ from the triggers' ({', '.join(differing)}): "
+            "the big file is written with the triggers on (slower)"
+        )
+    datafile.generate(big, BIG_USERS, by_triggers=bool(differing))
     print(f"generated {BIG_USERS * 10:,} rows in {time.perf_counter() - started:.0f} s; checking")
     subprocess.run(
         [sys.executable, "-m", "sidecar", "check", "--db", str(big)], cwd=ROOT, check=True
