@@ -78,6 +78,17 @@ CREATE TABLE unlock_histogram (
     users           INTEGER NOT NULL
 ) STRICT;
 
+-- How many users reached each unlocked count (> 0) in each hour (the first 13 characters of
+-- reached_at, 'YYYY-MM-DDTHH'): ahead of a user with the same count are the users of the earlier
+-- hours (a sum over at most one row an hour of history) and those who reached it earlier in the
+-- same hour (an index range count over that hour only), not everyone with that count.
+CREATE TABLE unlock_hours (
+    unlocked_count  INTEGER NOT NULL,
+    hour            TEXT NOT NULL,
+    users           INTEGER NOT NULL,
+    PRIMARY KEY (unlocked_count, hour)
+) STRICT, WITHOUT ROWID;
+
 CREATE TABLE achievement_stats (
     achievement_id  INTEGER PRIMARY KEY REFERENCES achievements (id) ON DELETE CASCADE,
     progress_rows   INTEGER NOT NULL DEFAULT 0,
@@ -171,4 +182,20 @@ END;
 
 CREATE TRIGGER user_count_deleted AFTER DELETE ON user_stats WHEN old.unlocked_count > 0 BEGIN
     UPDATE unlock_histogram SET users = users - 1 WHERE unlocked_count = old.unlocked_count;
+END;
+
+CREATE TRIGGER user_reach_changed AFTER UPDATE OF unlocked_count, reached_at ON user_stats
+    WHEN old.unlocked_count IS NOT new.unlocked_count OR old.reached_at IS NOT new.reached_at
+BEGIN
+    UPDATE unlock_hours SET users = users - 1
+     WHERE unlocked_count = old.unlocked_count AND hour = coalesce(substr(old.reached_at, 1, 13), '');
+    INSERT INTO unlock_hours (unlocked_count, hour, users)
+        SELECT new.unlocked_count, coalesce(substr(new.reached_at, 1, 13), ''), 1
+         WHERE new.unlocked_count > 0
+        ON CONFLICT (unlocked_count, hour) DO UPDATE SET users = users + 1;
+END;
+
+CREATE TRIGGER user_reach_deleted AFTER DELETE ON user_stats WHEN old.unlocked_count > 0 BEGIN
+    UPDATE unlock_hours SET users = users - 1
+     WHERE unlocked_count = old.unlocked_count AND hour = coalesce(substr(old.reached_at, 1, 13), '');
 END;

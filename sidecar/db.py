@@ -25,7 +25,7 @@ import aiosqlite
 T = TypeVar("T")
 Parameters = Sequence[Any] | Mapping[str, Any]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # RETURNING, STRICT tables and the JSON functions are all there from 3.37.
 MIN_SQLITE = (3, 37, 0)
 BUSY_TIMEOUT_MS = 5000

@@ -93,6 +93,9 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
         histogram = connection.execute(
             "SELECT unlocked_count, users FROM unlock_histogram ORDER BY 1"
         ).fetchall()
+        hours = connection.execute(
+            "SELECT unlocked_count, hour, users FROM unlock_hours ORDER BY 1, 2"
+        ).fetchall()
         events = connection.execute("SELECT count(*) FROM events").fetchone()[0]
     assert after == before
     assert achievements == [
@@ -108,6 +111,7 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
     assert sorted(achievement_stats) == [(1, 2, 2), (2, 2, 0)]
     assert totals == [(4, 3)]
     assert histogram == [(1, 2)]
+    assert hours == [(1, "2026-01-02T00", 1), (1, "2026-01-03T00", 1)]
     assert events == 0
     assert db.check(str(old)) == []
 

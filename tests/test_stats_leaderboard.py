@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from sidecar import store
 from tests.helpers import (
     DEFINITIONS,
     PROGRESS,
@@ -344,31 +346,66 @@ async def test_after_deleting_unlocked_progress(client: Any, sql: Any) -> None:
     await assert_matches_brute_force(client, sql)
 
 
+async def random_steps(
+    client: Any, rng: random.Random, achievements: list[int], users: list[int], steps: int
+) -> None:
+    """Unlocks, upserts, deletions of progress and of users, at random."""
+    for _ in range(steps):
+        user, achievement = rng.choice(users), rng.choice(achievements)
+        roll = rng.random()
+        if roll < 0.55:
+            await unlock(client, user, achievement)
+        elif roll < 0.8:
+            await upsert(client, user, achievement, {"n": rng.randint(0, 9)})
+        elif roll < 0.92:
+            response = await client.delete(
+                PROGRESS, params={"userId": user, "achievementId": achievement}
+            )
+            assert response.status_code in (200, 404), response.text
+        else:
+            response = await client.delete(f"/users/{user}")
+            assert response.status_code in (200, 404), response.text
+
+
 async def test_random_history_matches_brute_force(client: Any, sql: Any) -> None:
     rng = random.Random(424242)
     achievements = [(await create_definition(client, f"R{i}"))["id"] for i in range(4)]
     users = list(range(1, 9))
     for round_ in range(5):
-        for _ in range(25):
-            user, achievement = rng.choice(users), rng.choice(achievements)
-            roll = rng.random()
-            if roll < 0.55:
-                await unlock(client, user, achievement)
-            elif roll < 0.8:
-                await upsert(client, user, achievement, {"n": rng.randint(0, 9)})
-            elif roll < 0.92:
-                response = await client.delete(
-                    PROGRESS, params={"userId": user, "achievementId": achievement}
-                )
-                assert response.status_code in (200, 404), response.text
-            else:
-                response = await client.delete(f"/users/{user}")
-                assert response.status_code in (200, 404), response.text
+        await random_steps(client, rng, achievements, users, 25)
         if round_ in (2, 3):
             gone = achievements.pop(rng.randrange(len(achievements)))
             assert (await client.delete(f"{DEFINITIONS}/{gone}")).status_code == 200
             achievements.append((await create_definition(client, f"New{round_}"))["id"])
         await assert_matches_brute_force(client, sql)
+
+
+async def test_ranks_across_many_hours_match_brute_force(
+    client: Any, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's rank sums per-hour counters (unlock_hours) and counts only within their own hour:
+    with a clock that jumps minutes to hours between writes, and sometimes not at all (ties),
+    both the counters and every rank match a brute-force computation."""
+    rng = random.Random(8080)
+    clock = [datetime(2026, 3, 1, 23, 58, tzinfo=UTC)]
+
+    def jumping_clock() -> str:
+        clock[0] += timedelta(minutes=rng.choice((0, 0, 1, 20, 59, 61, 180)))
+        return clock[0].strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    monkeypatch.setattr(store, "utc_now", jumping_clock)
+    achievements = [(await create_definition(client, f"T{i}"))["id"] for i in range(3)]
+    brute = (
+        "SELECT unlocked_count, substr(reached_at, 1, 13), count(*) FROM user_stats "
+        "WHERE unlocked_count > 0 GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    kept = "SELECT unlocked_count, hour, users FROM unlock_hours WHERE users <> 0 ORDER BY 1, 2"
+    for _ in range(4):
+        await random_steps(client, rng, achievements, list(range(1, 13)), 40)
+        assert sql(kept) == sql(brute) != []
+        await assert_matches_brute_force(client, sql)
+    assert len({hour for _, hour, _ in sql(kept)}) > 5
+    assert sql("SELECT count(*) FROM unlock_hours WHERE users < 0") == [(0,)]
 
 
 async def test_unlock_histogram_follows_every_change(client: Any, sql: Any) -> None:
