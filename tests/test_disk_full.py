@@ -140,7 +140,8 @@ def dump(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
             for (name,) in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")
         ]
         return {
-            table: connection.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()
+            # Sorted here: a WITHOUT ROWID table (unlock_hours) has no rowid to order by.
+            table: sorted(connection.execute(f'SELECT * FROM "{table}"'), key=repr)
             for table in tables
         }
 
