@@ -7,7 +7,6 @@ Read functions are async and go through the read-only `Readers`.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from decimal import Decimal
@@ -64,10 +63,14 @@ def change_from(row: Any, newly_unlocked: bool) -> UserAchievementChange:
     )
 
 
+# Stored metadata was checked on the way in (an object, no duplicate keys, finite numbers), so
+# msgspec reads it back; integers of any size stay ints, other numbers become exact Decimals.
+_metadata_decoder = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+
+
 def load_metadata(text: str) -> dict[str, Any]:
     """Stored metadata as Python, numbers exact (ints, Decimals) for the ops language."""
-    value: dict[str, Any] = json.loads(text, parse_float=Decimal)
-    return value
+    return _metadata_decoder.decode(text)
 
 
 def dump_metadata(value: dict[str, Any]) -> str:
