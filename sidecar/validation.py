@@ -117,12 +117,17 @@ _value_decoder = json.JSONDecoder(
     object_pairs_hook=_object_without_duplicates,
 )
 
+# A JSON integer of at most 18 digits: well inside the range of a double and of SQLite's ints.
+_PLAIN_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,17})")
+
 
 def parse_value(raw: bytes | str, field: str) -> Any:
     """A JSON value as Python: ints exact, other numbers as exact Decimals, objects as dicts.
 
     Refuses duplicate keys, numbers beyond the range of a double, and nesting deeper than allowed.
     """
+    if isinstance(raw, bytes) and _PLAIN_INT.fullmatch(raw):
+        return int(raw)  # the usual op value (`1`): nothing to check beyond the JSON syntax
     try:
         value = _value_decoder.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
     except RecursionError:
