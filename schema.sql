@@ -78,15 +78,23 @@ CREATE TABLE unlock_histogram (
     users           INTEGER NOT NULL
 ) STRICT;
 
--- How many users reached each unlocked count (> 0) in each hour (the first 13 characters of
--- reached_at, 'YYYY-MM-DDTHH'): ahead of a user with the same count are the users of the earlier
--- hours (a sum over at most one row an hour of history) and those who reached it earlier in the
--- same hour (an index range count over that hour only), not everyone with that count.
+-- How many users reached each unlocked count (> 0) in each hour and in each day (the first 13
+-- and 10 characters of reached_at): ahead of a user with the same count are the users of the
+-- earlier days (a sum over one row a day of history), of the earlier hours of the same day (at
+-- most 23 rows), and those who reached it earlier in the same hour (an index range count over
+-- that hour only), not everyone with that count.
 CREATE TABLE unlock_hours (
     unlocked_count  INTEGER NOT NULL,
     hour            TEXT NOT NULL,
     users           INTEGER NOT NULL,
     PRIMARY KEY (unlocked_count, hour)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE unlock_days (
+    unlocked_count  INTEGER NOT NULL,
+    day             TEXT NOT NULL,
+    users           INTEGER NOT NULL,
+    PRIMARY KEY (unlocked_count, day)
 ) STRICT, WITHOUT ROWID;
 
 CREATE TABLE achievement_stats (
@@ -193,9 +201,17 @@ BEGIN
         SELECT new.unlocked_count, coalesce(substr(new.reached_at, 1, 13), ''), 1
          WHERE new.unlocked_count > 0
         ON CONFLICT (unlocked_count, hour) DO UPDATE SET users = users + 1;
+    UPDATE unlock_days SET users = users - 1
+     WHERE unlocked_count = old.unlocked_count AND day = coalesce(substr(old.reached_at, 1, 10), '');
+    INSERT INTO unlock_days (unlocked_count, day, users)
+        SELECT new.unlocked_count, coalesce(substr(new.reached_at, 1, 10), ''), 1
+         WHERE new.unlocked_count > 0
+        ON CONFLICT (unlocked_count, day) DO UPDATE SET users = users + 1;
 END;
 
 CREATE TRIGGER user_reach_deleted AFTER DELETE ON user_stats WHEN old.unlocked_count > 0 BEGIN
     UPDATE unlock_hours SET users = users - 1
      WHERE unlocked_count = old.unlocked_count AND hour = coalesce(substr(old.reached_at, 1, 13), '');
+    UPDATE unlock_days SET users = users - 1
+     WHERE unlocked_count = old.unlocked_count AND day = coalesce(substr(old.reached_at, 1, 10), '');
 END;

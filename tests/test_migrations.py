@@ -93,9 +93,8 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
         histogram = connection.execute(
             "SELECT unlocked_count, users FROM unlock_histogram ORDER BY 1"
         ).fetchall()
-        hours = connection.execute(
-            "SELECT unlocked_count, hour, users FROM unlock_hours ORDER BY 1, 2"
-        ).fetchall()
+        hours = connection.execute("SELECT * FROM unlock_hours ORDER BY 1, 2").fetchall()
+        days = connection.execute("SELECT * FROM unlock_days ORDER BY 1, 2").fetchall()
         events = connection.execute("SELECT count(*) FROM events").fetchone()[0]
     assert after == before
     assert achievements == [
@@ -112,6 +111,7 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
     assert totals == [(4, 3)]
     assert histogram == [(1, 2)]
     assert hours == [(1, "2026-01-02T00", 1), (1, "2026-01-03T00", 1)]
+    assert days == [(1, "2026-01-02", 1), (1, "2026-01-03", 1)]
     assert events == 0
     assert db.check(str(old)) == []
 

@@ -380,32 +380,35 @@ async def test_random_history_matches_brute_force(client: Any, sql: Any) -> None
         await assert_matches_brute_force(client, sql)
 
 
-async def test_ranks_across_many_hours_match_brute_force(
+async def test_ranks_across_many_hours_and_days_match_brute_force(
     client: Any, sql: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A user's rank sums per-hour counters (unlock_hours) and counts only within their own hour:
-    with a clock that jumps minutes to hours between writes, and sometimes not at all (ties),
-    both the counters and every rank match a brute-force computation."""
+    """A user's rank sums per-day and per-hour counters (unlock_days, unlock_hours) and counts
+    only within their own hour: with a clock that jumps minutes to days between writes, and
+    sometimes not at all (ties), the counters and every rank match a brute-force computation."""
     rng = random.Random(8080)
     clock = [datetime(2026, 3, 1, 23, 58, tzinfo=UTC)]
 
     def jumping_clock() -> str:
-        clock[0] += timedelta(minutes=rng.choice((0, 0, 1, 20, 59, 61, 180)))
+        clock[0] += timedelta(minutes=rng.choice((0, 0, 1, 20, 59, 61, 180, 1500)))
         return clock[0].strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
     monkeypatch.setattr(store, "utc_now", jumping_clock)
     achievements = [(await create_definition(client, f"T{i}"))["id"] for i in range(3)]
-    brute = (
-        "SELECT unlocked_count, substr(reached_at, 1, 13), count(*) FROM user_stats "
-        "WHERE unlocked_count > 0 GROUP BY 1, 2 ORDER BY 1, 2"
-    )
-    kept = "SELECT unlocked_count, hour, users FROM unlock_hours WHERE users <> 0 ORDER BY 1, 2"
     for _ in range(4):
         await random_steps(client, rng, achievements, list(range(1, 13)), 40)
-        assert sql(kept) == sql(brute) != []
+        for table, length in (("unlock_hours", 13), ("unlock_days", 10)):
+            brute = (
+                f"SELECT unlocked_count, substr(reached_at, 1, {length}), count(*) "
+                "FROM user_stats WHERE unlocked_count > 0 GROUP BY 1, 2 ORDER BY 1, 2"
+            )
+            kept = f"SELECT * FROM {table} WHERE users <> 0 ORDER BY 1, 2"
+            assert sql(kept) == sql(brute) != [], table
         await assert_matches_brute_force(client, sql)
-    assert len({hour for _, hour, _ in sql(kept)}) > 5
-    assert sql("SELECT count(*) FROM unlock_hours WHERE users < 0") == [(0,)]
+    assert len(sql("SELECT DISTINCT day FROM unlock_days WHERE users > 0")) > 3
+    assert len(sql("SELECT DISTINCT hour FROM unlock_hours WHERE users > 0")) > 5
+    for table in ("unlock_hours", "unlock_days"):
+        assert sql(f"SELECT count(*) FROM {table} WHERE users < 0") == [(0,)]
 
 
 async def test_unlock_histogram_follows_every_change(client: Any, sql: Any) -> None:
