@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 
 from sidecar.errors import handle_exception
+from sidecar.fastpath import FastReads
 from sidecar.metrics import Instrument, Metrics
 from sidecar.openapi import openapi_document
 from sidecar.routes import ROUTES
@@ -39,6 +40,8 @@ def create_app(settings: Settings) -> Litestar:
     app.state.service = service
     app.state.metrics = metrics
     app.state.openapi = openapi_document(app)
-    # The gate and the counters wrap the whole app, so they also see unknown paths.
-    app.asgi_handler = Instrument(Gate(app.asgi_handler, settings), metrics)
+    # The gate and the counters wrap the whole app, so they also see unknown paths; the plain
+    # progress reads are answered inside the gate, before Litestar's handler pipeline.
+    fast = FastReads(app.asgi_handler, lambda: service.readers)
+    app.asgi_handler = Instrument(Gate(fast, settings), metrics)
     return app
