@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from litestar.enums import ScopeType
+from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from sidecar import store
@@ -28,6 +28,8 @@ from sidecar.routes.progress import BASE
 _ID = re.compile(rb"[1-9][0-9]{0,18}")
 _BOOLEANS = {b"true": True, b"false": False}
 LIST = f"{BASE}/list"
+_GET_PARAMETERS = frozenset((b"userId", b"achievementId"))
+_LIST_PARAMETERS = (frozenset((b"userId",)), frozenset((b"userId", b"unlockedOnly")))
 
 
 def _query(raw: bytes, names: frozenset[bytes]) -> dict[bytes, bytes] | None:
@@ -44,8 +46,8 @@ def _id(text: bytes) -> int | None:
     return value if value <= MAX_ID else None
 
 
-def _get(readers: Readers, query: bytes) -> Any:
-    found = _query(query, frozenset((b"userId", b"achievementId")))
+def _get(readers: Readers, query: bytes) -> ASGIResponse | None:
+    found = _query(query, _GET_PARAMETERS)
     if found is None:
         return None
     user, achievement = _id(found[b"userId"]), _id(found[b"achievementId"])
@@ -54,10 +56,8 @@ def _get(readers: Readers, query: bytes) -> Any:
     return answer(store.get_progress(readers, user, achievement))
 
 
-def _list(readers: Readers, query: bytes) -> Any:
-    found = _query(query, frozenset((b"userId",))) or _query(
-        query, frozenset((b"userId", b"unlockedOnly"))
-    )
+def _list(readers: Readers, query: bytes) -> ASGIResponse | None:
+    found = _query(query, _LIST_PARAMETERS[0]) or _query(query, _LIST_PARAMETERS[1])
     if found is None:
         return None
     user = _id(found[b"userId"])
@@ -67,7 +67,7 @@ def _list(readers: Readers, query: bytes) -> Any:
     return answer(store.list_progress(readers, user, unlocked_only))
 
 
-_ROUTES: dict[str, Callable[[Readers, bytes], Any]] = {BASE: _get, LIST: _list}
+_ROUTES: dict[str, Callable[[Readers, bytes], ASGIResponse | None]] = {BASE: _get, LIST: _list}
 
 
 class FastReads:
