@@ -28,15 +28,16 @@ from sidecar.routes.progress import BASE
 _ID = re.compile(rb"[1-9][0-9]{0,18}")
 _BOOLEANS = {b"true": True, b"false": False}
 LIST = f"{BASE}/list"
-_GET_PARAMETERS = frozenset((b"userId", b"achievementId"))
-_LIST_PARAMETERS = (frozenset((b"userId",)), frozenset((b"userId", b"unlockedOnly")))
+# The parameter sets each route answers here, each parameter given once.
+_GET_PARAMETERS = {frozenset((b"userId", b"achievementId"))}
+_LIST_PARAMETERS = {frozenset((b"userId",)), frozenset((b"userId", b"unlockedOnly"))}
 
 
-def _query(raw: bytes, names: frozenset[bytes]) -> dict[bytes, bytes] | None:
-    """The parameters when they are exactly `names`, each once; else None."""
+def _query(raw: bytes, accepted: set[frozenset[bytes]]) -> dict[bytes, bytes] | None:
+    """The parameters when their names are one of the `accepted` sets, each once; else None."""
     pairs = [part.split(b"=", 1) for part in raw.split(b"&")] if raw else []
     found = {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
-    return found if len(found) == len(pairs) and found.keys() == names else None
+    return found if len(found) == len(pairs) and frozenset(found) in accepted else None
 
 
 def _id(text: bytes) -> int | None:
@@ -57,7 +58,7 @@ def _get(readers: Readers, query: bytes) -> ASGIResponse | None:
 
 
 def _list(readers: Readers, query: bytes) -> ASGIResponse | None:
-    found = _query(query, _LIST_PARAMETERS[0]) or _query(query, _LIST_PARAMETERS[1])
+    found = _query(query, _LIST_PARAMETERS)
     if found is None:
         return None
     user = _id(found[b"userId"])
