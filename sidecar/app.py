@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 
 from sidecar.errors import handle_exception
-from sidecar.fastpath import FastReads
+from sidecar.fastpath import FastPath
 from sidecar.metrics import Instrument, Metrics
 from sidecar.openapi import openapi_document
 from sidecar.routes import ROUTES
@@ -41,7 +41,7 @@ def create_app(settings: Settings) -> Litestar:
     app.state.metrics = metrics
     app.state.openapi = openapi_document(app)
     # The gate and the counters wrap the whole app, so they also see unknown paths; the plain
-    # progress reads are answered inside the gate, before Litestar's handler pipeline.
-    fast = FastReads(app.asgi_handler, lambda: service.readers)
+    # progress reads and writes are answered inside the gate, before Litestar's handler pipeline.
+    fast = FastPath(app.asgi_handler, service, settings.max_body_bytes)
     app.asgi_handler = Instrument(Gate(fast, settings), metrics)
     return app

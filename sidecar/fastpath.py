@@ -1,28 +1,38 @@
-"""The two hottest reads, answered before Litestar's handler pipeline: get progress and list.
+"""The hottest requests, answered before Litestar's handler pipeline: get progress and list,
+and the single writes upsert, unlock and apply.
 
-A bot reads progress far more often than anything else, and for these small reads Litestar's
-per-request machinery (the Request, its parsed query, the handler's call chain) costs more than
-the SQLite read itself. Only the plain, valid form of each request is answered here: exactly the
-expected query parameters, each once, with ids written canonically. Anything else (a missing or
-malformed parameter, `achievementKey`, percent-escapes, another method) goes on to the Litestar
-app, which owns every error answer, so validation lives in one place. The answers are the very
-bytes the Litestar handlers send (`tests/test_fastpath.py` compares both ways).
+A bot sends these far more often than anything else, and for them Litestar's per-request
+machinery (the Request, its parsed query and headers, the handler's call chain) costs more than
+the SQLite work itself. Only the plain, valid form of each request is answered here. A read needs
+exactly the expected query parameters, each once, with ids written canonically. A write needs
+`Content-Type: application/json` exactly, a `Content-Length` within the limit and no
+Idempotency-Key; its body is decoded and checked by the very decoders and commands the Litestar
+handlers use. Anything else (a malformed parameter or body, `achievementKey` in a query,
+percent-escapes, another method), and any request that fails here, goes on to the Litestar app,
+which owns every error answer, so validation lives in one place; a write's body is replayed to
+it. A failed write changed nothing (the writer rolls its savepoint back), so Litestar can run it
+again and answer its error. The answers are the very bytes the Litestar handlers send
+(`tests/test_fastpath.py` compares both ways).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 
 from litestar.enums import ScopeType
 from litestar.response.base import ASGIResponse
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, Send
 
-from sidecar import store
+from sidecar import commands, store
 from sidecar.db import Readers
 from sidecar.models import MAX_ID
-from sidecar.routes.common import answer
-from sidecar.routes.progress import BASE
+from sidecar.routes.common import JSON, answer
+from sidecar.routes.progress import BASE, COMMAND_BODIES, job_of
+from sidecar.service import Service
+from sidecar.validation import decode
+from sidecar.writes import write_without_key
 
 # A canonical id: no sign, no leading zero, at most 19 digits (the range is checked after).
 _ID = re.compile(rb"[1-9][0-9]{0,18}")
@@ -71,22 +81,89 @@ def _list(readers: Readers, query: bytes) -> ASGIResponse | None:
 _ROUTES: dict[str, Callable[[Readers, bytes], ASGIResponse | None]] = {BASE: _get, LIST: _list}
 
 
-class FastReads:
-    """ASGI wrapper: answers the plain get and list requests itself, passes on the rest."""
+# Headers that send a write to Litestar: it owns idempotency and chunked bodies.
+_LITESTAR_HEADERS = frozenset((b"idempotency-key", b"transfer-encoding"))
 
-    def __init__(self, app: ASGIApp, readers: Callable[[], Readers]) -> None:
+
+def _plain_body_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> int | None:
+    """The Content-Length of a plain JSON write within `limit`; None for any other request."""
+    content_type = length = None
+    for raw_name, value in headers:
+        name = raw_name.lower()
+        if name == b"content-type":
+            content_type = value if content_type is None else b""
+        elif name == b"content-length":
+            length = value if length is None else b""
+        elif name in _LITESTAR_HEADERS:
+            return None
+    if content_type != JSON.encode() or length is None or not length.isdigit():
+        return None
+    return int(length) if int(length) <= limit else None
+
+
+def _replaying(messages: list[ReceiveMessage], receive: Receive) -> Receive:
+    """`receive` that first gives back the messages already taken from it."""
+    pending = deque(messages)
+
+    async def replay() -> ReceiveMessage:
+        return pending.popleft() if pending else await receive()
+
+    return replay
+
+
+class FastPath:
+    """ASGI wrapper: answers the plain reads and writes itself, passes on the rest."""
+
+    def __init__(self, app: ASGIApp, service: Service, max_body_bytes: int) -> None:
         self.app = app
-        self.readers = readers
+        self.service = service
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and scope["method"] == "GET":
-            route = _ROUTES.get(scope["path"])
-            try:
-                response = route(self.readers(), scope["query_string"]) if route else None
-            except Exception:
-                response = None  # the Litestar handler answers it, with its error if it fails too
+        if scope["type"] == ScopeType.HTTP:
+            if scope["method"] == "GET":
+                response = self._read(scope)
+            else:
+                response, receive = await self._write(scope, receive)
             if response is not None:
                 scope["path_template"] = scope["path"]  # the metrics' route label, as Litestar's
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _read(self, scope: HTTPScope) -> ASGIResponse | None:
+        route = _ROUTES.get(scope["path"])
+        if route is None:
+            return None
+        try:
+            return route(self.service.readers, scope["query_string"])
+        except Exception:
+            return None  # the Litestar handler answers it, with its error if it fails too
+
+    async def _write(
+        self, scope: HTTPScope, receive: Receive
+    ) -> tuple[ASGIResponse | None, Receive]:
+        """The answer to a plain write, or None and a `receive` that replays what was read."""
+        decoder = COMMAND_BODIES.get((scope["method"], scope["path"]))
+        if decoder is None:
+            return None, receive
+        length = _plain_body_length(scope["headers"], self.max_body_bytes)
+        if length is None:
+            return None, receive
+        messages = await _body_messages(receive)
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        try:
+            if len(body) != length or messages[-1]["type"] != "http.request":
+                raise ValueError("the body was cut short")
+            command = commands.command_of(decode(decoder, body))
+            return await write_without_key(self.service.writer, job_of(command)), receive
+        except Exception:
+            return None, _replaying(messages, receive)
+
+
+async def _body_messages(receive: Receive) -> list[ReceiveMessage]:
+    """The messages that carry the request body, up to its last (or a disconnect)."""
+    messages = [await receive()]
+    while messages[-1]["type"] == "http.request" and messages[-1].get("more_body", False):
+        messages.append(await receive())
+    return messages

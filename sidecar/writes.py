@@ -67,13 +67,20 @@ def _idempotent(job: Job, key: str, request_print: bytes) -> Run:
     return run
 
 
+def _response(status: int, body: bytes, replayed: bool) -> ASGIResponse:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return ASGIResponse(body=body, status_code=status, media_type=JSON, headers=headers)
+
+
 async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> ASGIResponse:
     """Run `job` on the writer and answer with its encoded result (or the stored replay)."""
     key = idempotency_key(request.headers)
     if key is None:
-        run = _plain(job)
-    else:
-        run = _idempotent(job, key, fingerprint(request, await request.body()))
-    status, body, replayed = await writer.run(run)
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return ASGIResponse(body=body, status_code=status, media_type=JSON, headers=headers)
+        return await write_without_key(writer, job)
+    run = _idempotent(job, key, fingerprint(request, await request.body()))
+    return _response(*await writer.run(run))
+
+
+async def write_without_key(writer: Writer, job: Job) -> ASGIResponse:
+    """`write` for a request that carries no Idempotency-Key."""
+    return _response(*await writer.run(_plain(job)))

@@ -1,14 +1,15 @@
-"""The fast path for plain progress reads (sidecar/fastpath.py): it answers exactly what the
-Litestar handlers answer, and leaves every other request to them."""
+"""The fast path for plain progress reads and writes (sidecar/fastpath.py): it answers exactly
+what the Litestar handlers answer, and leaves every other request to them, body and all."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from litestar.types import Message, Receive, Scope, Send
 
-from sidecar.fastpath import FastReads
+from sidecar.fastpath import FastPath
 from tests.helpers import PROGRESS, create_definition, unlock, upsert
 
 # Asked in a form the fast path answers, and in one that it passes on to Litestar: the same
@@ -49,13 +50,21 @@ async def test_fast_and_litestar_answers_are_the_same_bytes(
 
 
 class Recorder:
-    """Stands in for the Litestar app: records what reaches it."""
+    """Stands in for the Litestar app: records what reaches it (the query, and the body)."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.bodies: list[bytes] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.calls.append(scope["query_string"].decode())
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.bodies.append(body)
 
 
 class FakeReaders:
@@ -70,21 +79,47 @@ class FakeReaders:
         return []
 
 
-def scope_of(path: str, query: str, method: str = "GET") -> Any:
+class FakeWriter:
+    def __init__(self, fails: bool = False) -> None:
+        self.runs = 0
+        self.fails = fails
+
+    async def run(self, job: Any) -> tuple[int, bytes, bool]:
+        self.runs += 1
+        if self.fails:
+            raise RuntimeError("disk I/O error")
+        return 200, b"{}", False
+
+
+class FakeService:
+    def __init__(self, readers: Any = None, writer: Any = None) -> None:
+        self.readers = readers or FakeReaders()
+        self.writer = writer or FakeWriter()
+
+
+def fast_path(recorder: Recorder, service: FakeService) -> FastPath:
+    return FastPath(recorder, service, max_body_bytes=1024)  # type: ignore[arg-type]
+
+
+def scope_of(
+    path: str, query: str, method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None
+) -> Any:
     return {
         "type": "http",
         "method": method,
         "path": path,
         "query_string": query.encode(),
-        "headers": [],
+        "headers": headers or [],
     }
 
 
-async def call(fast: FastReads, scope: Any) -> list[Message]:
+async def call(fast: FastPath, scope: Any, chunks: tuple[bytes, ...] = (b"",)) -> list[Message]:
     sent: list[Message] = []
+    pending = list(chunks)
 
     async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        body = pending.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(pending)}
 
     async def send(message: Message) -> None:
         sent.append(message)
@@ -106,7 +141,7 @@ async def test_plain_reads_are_answered_without_litestar(
     path: str, query: str, parameters: tuple[int, ...]
 ) -> None:
     recorder, readers = Recorder(), FakeReaders()
-    fast = FastReads(recorder, lambda: readers)  # type: ignore[arg-type]
+    fast = fast_path(recorder, FakeService(readers))
     sent = await call(fast, scope_of(path, query))
     assert recorder.calls == []
     assert readers.queries == [parameters]
@@ -135,7 +170,7 @@ async def test_plain_reads_are_answered_without_litestar(
 )
 async def test_everything_else_goes_to_litestar(path: str, query: str, method: str) -> None:
     recorder, readers = Recorder(), FakeReaders()
-    fast = FastReads(recorder, lambda: readers)  # type: ignore[arg-type]
+    fast = fast_path(recorder, FakeService(readers))
     assert await call(fast, scope_of(path, query, method)) == []
     assert recorder.calls == [query]
     assert readers.queries == []
@@ -147,6 +182,131 @@ async def test_a_failing_read_is_left_to_litestar() -> None:
             raise RuntimeError("database is locked")
 
     recorder = Recorder()
-    fast = FastReads(recorder, lambda: BrokenReaders())  # type: ignore[arg-type]
+    fast = fast_path(recorder, FakeService(BrokenReaders()))
     assert await call(fast, scope_of(PROGRESS, "userId=1&achievementId=2")) == []
     assert recorder.calls == ["userId=1&achievementId=2"]
+
+
+# --- writes ------------------------------------------------------------------------------
+
+UNLOCK_PATH = f"{PROGRESS}/unlock"
+APPLY_PATH = f"{PROGRESS}/apply"
+PLAIN = [(b"content-type", b"application/json"), (b"content-length", b"")]
+UPSERT_BODY = b'{"userId": 1, "achievementId": 2}'
+
+
+def plain_headers(body: bytes, *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    return [PLAIN[0], (b"content-length", str(len(body)).encode()), *extra]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", PROGRESS), ("PUT", UNLOCK_PATH), ("POST", APPLY_PATH)]
+)
+async def test_plain_writes_are_answered_without_litestar(method: str, path: str) -> None:
+    body = b'{"userId": 1, "achievementId": 2, "ops": []}' if path == APPLY_PATH else UPSERT_BODY
+    recorder, service = Recorder(), FakeService()
+    # The body in two pieces, as a server may deliver it.
+    scope = scope_of(path, "", method, plain_headers(body))
+    sent = await call(fast_path(recorder, service), scope, (body[:5], body[5:]))
+    assert recorder.calls == []
+    assert service.writer.runs == 1
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        (plain_headers(UPSERT_BODY, (b"idempotency-key", b"k1")), UPSERT_BODY),
+        (plain_headers(UPSERT_BODY, (b"Idempotency-Key", b"k1")), UPSERT_BODY),
+        (plain_headers(UPSERT_BODY, (b"transfer-encoding", b"chunked")), UPSERT_BODY),
+        ([(b"content-type", b"application/json; charset=utf-8")], UPSERT_BODY),
+        ([(b"content-type", b"text/plain"), (b"content-length", b"34")], UPSERT_BODY),
+        ([PLAIN[0]], UPSERT_BODY),  # no Content-Length
+        ([PLAIN[0], (b"content-length", b"2000")], UPSERT_BODY),  # over the limit
+        ([PLAIN[0], (b"content-length", b"99")], UPSERT_BODY),  # not the body's length
+        (plain_headers(UPSERT_BODY, PLAIN[0]), UPSERT_BODY),  # two Content-Types
+        (plain_headers(b'{"userId": 1}'), b'{"userId": 1}'),  # invalid: Litestar's 422
+        (plain_headers(b'{"userId": 1, "achievementId": 0}'), b'{"userId": 1, "achievementId": 0}'),
+        (plain_headers(b"{nope"), b"{nope"),
+        (plain_headers(b'"\\xff"'), b'"\xff"'),
+    ],
+)
+async def test_other_writes_go_to_litestar_with_their_body(
+    headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    recorder, service = Recorder(), FakeService()
+    sent = await call(
+        fast_path(recorder, service), scope_of(PROGRESS, "", "POST", headers), (body,)
+    )
+    assert sent == []
+    assert recorder.bodies == [body]
+
+
+async def test_a_failing_write_is_left_to_litestar_with_its_body() -> None:
+    recorder, service = Recorder(), FakeService(writer=FakeWriter(fails=True))
+    scope = scope_of(PROGRESS, "", "POST", plain_headers(UPSERT_BODY))
+    assert await call(fast_path(recorder, service), scope, (UPSERT_BODY[:3], UPSERT_BODY[3:])) == []
+    assert service.writer.runs == 1
+    assert recorder.bodies == [UPSERT_BODY]
+
+
+# Each write in the order sent, to one service through the fast path and to another through
+# Litestar (a `charset` parameter sends it there); errors included, as each path answers them.
+WRITES = [
+    ("POST", PROGRESS, {"userId": 7, "achievementId": 1, "metadata": {"n": 1, "big": 2**70}}),
+    ("POST", PROGRESS, {"userId": 7, "achievementId": 1, "metadata": {"n": 2.50}}),
+    (
+        "POST",
+        APPLY_PATH,
+        {"userId": 7, "achievementId": 1, "ops": [{"op": "inc", "path": "n", "value": 1}]},
+    ),
+    (
+        "POST",
+        APPLY_PATH,
+        {
+            "userId": 8,
+            "achievementKey": "k",
+            "ops": [{"op": "set", "path": "a.b", "value": [1, "é"]}],
+            "unlockWhen": [{"path": "a.b", "eq": [1, "é"]}],
+        },
+    ),
+    ("PUT", UNLOCK_PATH, {"userId": 7, "achievementId": 1}),
+    ("PUT", UNLOCK_PATH, {"userId": 7, "achievementId": 1}),
+    ("PUT", UNLOCK_PATH, {"userId": 9, "achievementKey": "k"}),
+    ("POST", PROGRESS, {"userId": 7, "achievementId": 99}),
+    (
+        "POST",
+        APPLY_PATH,
+        {"userId": 8, "achievementId": 1, "ops": [{"op": "inc", "path": "a", "value": 1}]},
+    ),
+    (
+        "POST",
+        APPLY_PATH,
+        {"userId": 8, "achievementKey": "k", "ops": [{"op": "inc", "path": "a", "value": 1}]},
+    ),
+    ("PUT", UNLOCK_PATH, {"userId": 7, "achievementId": "1"}),
+    ("POST", PROGRESS, {"userId": 7, "achievementId": 1, "achievementKey": "k"}),
+]
+
+
+async def test_fast_and_litestar_writes_answer_the_same_bytes(
+    make_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same clock for both services, so that their answers can be the same bytes.
+    ticks: list[str] = []
+    monkeypatch.setattr("sidecar.store.utc_now", lambda: ticks.pop(0))
+    answers: dict[str, list[Any]] = {}
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        ticks[:] = [f"2026-12-02T10:00:{second:02d}.000Z" for second in range(60)]
+        async with make_client(db_path=tmp_path / f"{len(answers)}.db") as client:
+            await create_definition(client, "Fast", key="k")
+            got = answers.setdefault(content_type, [])
+            for method, path, body in WRITES:
+                response = await client.request(
+                    method, path, content=json.dumps(body), headers={"content-type": content_type}
+                )
+                headers = {k: v for k, v in response.headers.items() if k != "date"}
+                got.append((response.status_code, headers, response.content))
+    fast, slow = answers.values()
+    assert fast == slow
+    assert [status for status, _, _ in fast] == [200] * 7 + [404] + [422] * 4

@@ -20,10 +20,13 @@ from sidecar.models import (
 )
 from sidecar.routes.common import achievement_param, answer, body_of, service_of, user_param
 from sidecar.validation import parse_bool
-from sidecar.writes import write
+from sidecar.writes import Job, write
 
 BASE = "/users/achievements/progress"
 ROW_QUERY = ("userId", "achievementId", "achievementKey")
+
+UNLOCK = f"{BASE}/unlock"
+APPLY = f"{BASE}/apply"
 
 _upsert = msgspec.json.Decoder(Upsert, strict=True)
 _unlock = msgspec.json.Decoder(Unlock, strict=True)
@@ -31,12 +34,20 @@ _apply = msgspec.json.Decoder(Apply, strict=True)
 _batch = msgspec.json.Decoder(Batch, strict=True)
 
 
+# The single writes whose body is one command, by method and path (the fast path uses it too).
+COMMAND_BODIES: dict[tuple[str, str], msgspec.json.Decoder[Any]] = {
+    ("POST", BASE): _upsert,
+    ("PUT", UNLOCK): _unlock,
+    ("POST", APPLY): _apply,
+}
+
+
+def job_of(command: commands.Command) -> Job:
+    return lambda connection: (200, commands.execute(connection, command))
+
+
 async def _run(request: Request[Any, Any, Any], command: commands.Command) -> ASGIResponse:
-    return await write(
-        request,
-        service_of(request).writer,
-        lambda connection: (200, commands.execute(connection, command)),
-    )
+    return await write(request, service_of(request).writer, job_of(command))
 
 
 @post(BASE, opt={"body": Upsert, "answer": UserAchievement})
@@ -58,7 +69,7 @@ async def list_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     return answer(store.list_progress(service_of(request).readers, user, unlocked_only))
 
 
-@put(f"{BASE}/unlock", opt={"body": Unlock, "answer": UserAchievementChange})
+@put(UNLOCK, opt={"body": Unlock, "answer": UserAchievementChange})
 async def unlock_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     body = await body_of(request, _unlock)
     return await _run(request, commands.command_of(body))
@@ -70,7 +81,7 @@ async def delete_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     return await _run(request, command)
 
 
-@post(f"{BASE}/apply", opt={"body": Apply, "answer": UserAchievementChange})
+@post(APPLY, opt={"body": Apply, "answer": UserAchievementChange})
 async def apply_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     body = await body_of(request, _apply)
     return await _run(request, commands.command_of(body))
