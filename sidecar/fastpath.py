@@ -21,14 +21,14 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable
 
+import msgspec
 from litestar.enums import ScopeType
-from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, Send
 
 from sidecar import commands, store
 from sidecar.db import Readers
 from sidecar.models import MAX_ID
-from sidecar.routes.common import JSON, answer
+from sidecar.routes.common import JSON
 from sidecar.routes.progress import BASE, COMMAND_BODIES, job_of
 from sidecar.service import Service
 from sidecar.validation import decode
@@ -57,17 +57,17 @@ def _id(text: bytes) -> int | None:
     return value if value <= MAX_ID else None
 
 
-def _get(readers: Readers, query: bytes) -> ASGIResponse | None:
+def _get(readers: Readers, query: bytes) -> bytes | None:
     found = _query(query, _GET_PARAMETERS)
     if found is None:
         return None
     user, achievement = _id(found[b"userId"]), _id(found[b"achievementId"])
     if user is None or achievement is None:
         return None
-    return answer(store.get_progress(readers, user, achievement))
+    return _encode(store.get_progress(readers, user, achievement))
 
 
-def _list(readers: Readers, query: bytes) -> ASGIResponse | None:
+def _list(readers: Readers, query: bytes) -> bytes | None:
     found = _query(query, _LIST_PARAMETERS)
     if found is None:
         return None
@@ -75,10 +75,21 @@ def _list(readers: Readers, query: bytes) -> ASGIResponse | None:
     unlocked_only = _BOOLEANS.get(found.get(b"unlockedOnly", b"false"))
     if user is None or unlocked_only is None:
         return None
-    return answer(store.list_progress(readers, user, unlocked_only))
+    return _encode(store.list_progress(readers, user, unlocked_only))
 
 
-_ROUTES: dict[str, Callable[[Readers, bytes], ASGIResponse | None]] = {BASE: _get, LIST: _list}
+_ROUTES: dict[str, Callable[[Readers, bytes], bytes | None]] = {BASE: _get, LIST: _list}
+
+
+_encode = msgspec.json.Encoder().encode
+_JSON_TYPE = (b"content-type", JSON.encode())
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    """What the handlers' ASGIResponse sends for a JSON answer, without building one."""
+    length = (b"content-length", str(len(body)).encode())
+    await send({"type": "http.response.start", "status": status, "headers": [_JSON_TYPE, length]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 # Headers that send a write to Litestar: it owns idempotency and chunked bodies.
@@ -122,16 +133,17 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             if scope["method"] == "GET":
-                response = self._read(scope)
+                body = self._read(scope)
+                answer = None if body is None else (200, body)
             else:
-                response, receive = await self._write(scope, receive)
-            if response is not None:
+                answer, receive = await self._write(scope, receive)
+            if answer is not None:
                 scope["path_template"] = scope["path"]  # the metrics' route label, as Litestar's
-                await response(scope, receive, send)
+                await _send_json(send, *answer)
                 return
         await self.app(scope, receive, send)
 
-    def _read(self, scope: HTTPScope) -> ASGIResponse | None:
+    def _read(self, scope: HTTPScope) -> bytes | None:
         route = _ROUTES.get(scope["path"])
         if route is None:
             return None
@@ -142,8 +154,9 @@ class FastPath:
 
     async def _write(
         self, scope: HTTPScope, receive: Receive
-    ) -> tuple[ASGIResponse | None, Receive]:
-        """The answer to a plain write, or None and a `receive` that replays what was read."""
+    ) -> tuple[tuple[int, bytes] | None, Receive]:
+        """The status and body of a plain write's answer, or None and a `receive` that replays
+        what was read."""
         decoder = COMMAND_BODIES.get((scope["method"], scope["path"]))
         if decoder is None:
             return None, receive

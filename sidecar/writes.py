@@ -76,11 +76,12 @@ async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> AS
     """Run `job` on the writer and answer with its encoded result (or the stored replay)."""
     key = idempotency_key(request.headers)
     if key is None:
-        return await write_without_key(writer, job)
+        return _response(*await write_without_key(writer, job), replayed=False)
     run = _idempotent(job, key, fingerprint(request, await request.body()))
     return _response(*await writer.run(run))
 
 
-async def write_without_key(writer: Writer, job: Job) -> ASGIResponse:
-    """`write` for a request that carries no Idempotency-Key."""
-    return _response(*await writer.run(_plain(job)))
+async def write_without_key(writer: Writer, job: Job) -> tuple[int, bytes]:
+    """The status and encoded answer of `job`, for a request that carries no Idempotency-Key."""
+    status, body, _ = await writer.run(_plain(job))
+    return status, body
