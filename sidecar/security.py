@@ -23,6 +23,7 @@ from sidecar.settings import Settings
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 OPEN_PATHS = frozenset({"/health"})
 MAX_HEADER_BYTES = 64 * 1024
+MAX_HOST_VERDICTS = 64
 
 
 def split_host(header: str) -> tuple[str, str | None]:
@@ -63,19 +64,16 @@ class HostRule:
         return name in self.any_port or f"{name}:{port}" in self.exact
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _scan(scope: Scope) -> tuple[int, list[bytes], bytes | None]:
+    """One pass over the headers: their size in bytes, every Host, the first Authorization."""
+    size, hosts, authorization = 0, [], None
     for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-def _hosts(scope: Scope) -> list[bytes]:
-    return [value for key, value in scope["headers"] if key == b"host"]
-
-
-def _header_bytes(scope: Scope) -> int:
-    return sum(len(key) + len(value) for key, value in scope["headers"])
+        size += len(key) + len(value)
+        if key == b"host":
+            hosts.append(value)
+        elif key == b"authorization" and authorization is None:
+            authorization = value
+    return size, hosts, authorization
 
 
 async def _refuse(send: Send, status: int, code: str, extra: list[tuple[bytes, bytes]]) -> None:
@@ -99,26 +97,36 @@ class Gate:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.hosts = HostRule(settings.allowed_hosts)
+        # Host header → allowed?, for the few values clients send (each is checked only once).
+        self._verdicts: dict[bytes, bool] = {}
         self.token = settings.token.encode() if settings.token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        size, hosts, authorization = _scan(scope)
         # The server's parser sets no limit on headers; refuse what no client of ours sends.
-        if _header_bytes(scope) > MAX_HEADER_BYTES:
+        if size > MAX_HEADER_BYTES:
             await _refuse(send, 431, "HEADERS_TOO_LARGE", [(b"connection", b"close")])
             return
-        hosts = _hosts(scope)
         # Exactly one Host (RFC 9112 3.2): a second one could smuggle a name past the check.
-        if len(hosts) != 1 or not self.hosts.allows(hosts[0].decode("latin-1")):
+        if len(hosts) != 1 or not self._allows(hosts[0]):
             await _refuse(send, 400, "INVALID_HOST", [])
             return
         if self.token is not None and scope["path"] not in OPEN_PATHS:
-            scheme, _, given = (_header(scope, b"authorization") or "").partition(" ")
+            scheme, _, given = (authorization or b"").decode("latin-1").partition(" ")
             # Constant time, so the token cannot be guessed byte by byte from response times.
             matches = hmac.compare_digest(given.strip().encode("latin-1"), self.token)
             if scheme.lower() != "bearer" or not matches:
                 await _refuse(send, 401, "UNAUTHORIZED", [(b"www-authenticate", b"Bearer")])
                 return
         await self.app(scope, receive, send)
+
+    def _allows(self, host: bytes) -> bool:
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            verdict = self.hosts.allows(host.decode("latin-1"))
+            if len(self._verdicts) < MAX_HOST_VERDICTS:
+                self._verdicts[host] = verdict
+        return verdict
