@@ -1,5 +1,5 @@
 """The hottest requests, answered before Litestar's handler pipeline: get progress and list,
-and the single writes upsert, unlock and apply.
+the leaderboard page and one user's rank, and the single writes upsert, unlock and apply.
 
 A bot sends these far more often than anything else, and for them Litestar's per-request
 machinery (the Request, its parsed query and headers, the handler's call chain) costs more than
@@ -30,17 +30,21 @@ from sidecar.db import Readers
 from sidecar.models import MAX_ID
 from sidecar.routes.common import JSON
 from sidecar.routes.progress import BASE, COMMAND_BODIES, job_of
+from sidecar.routes.stats import LEADERBOARD, LIMIT, OFFSET, RANK_TEMPLATE
 from sidecar.service import Service
 from sidecar.validation import decode
 from sidecar.writes import write_without_key
 
-# A canonical id: no sign, no leading zero, at most 19 digits (the range is checked after).
-_ID = re.compile(rb"[1-9][0-9]{0,18}")
+# A canonical integer: no sign, no leading zero, at most 19 digits (the range is checked after).
+_INTEGER = re.compile(rb"0|[1-9][0-9]{0,18}")
 _BOOLEANS = {b"true": True, b"false": False}
 LIST = f"{BASE}/list"
 # The parameter sets each route answers here, each parameter given once.
 _GET_PARAMETERS = {frozenset((b"userId", b"achievementId"))}
 _LIST_PARAMETERS = {frozenset((b"userId",)), frozenset((b"userId", b"unlockedOnly"))}
+_LEADERBOARD_PARAMETERS = {
+    frozenset(names) for names in ((), (b"limit",), (b"offset",), (b"limit", b"offset"))
+}
 
 
 def _query(raw: bytes, accepted: set[frozenset[bytes]]) -> dict[bytes, bytes] | None:
@@ -50,11 +54,21 @@ def _query(raw: bytes, accepted: set[frozenset[bytes]]) -> dict[bytes, bytes] | 
     return found if len(found) == len(pairs) and frozenset(found) in accepted else None
 
 
-def _id(text: bytes) -> int | None:
-    if not _ID.fullmatch(text):
+def _integer(text: bytes, low: int, high: int) -> int | None:
+    if not _INTEGER.fullmatch(text):
         return None
     value = int(text)
-    return value if value <= MAX_ID else None
+    return value if low <= value <= high else None
+
+
+def _id(text: bytes) -> int | None:
+    return _integer(text, 1, MAX_ID)
+
+
+def _bounded(found: dict[bytes, bytes], name: bytes, bounds: tuple[int, int, int]) -> int | None:
+    default, low, high = bounds
+    text = found.get(name)
+    return default if text is None else _integer(text, low, high)
 
 
 def _get(readers: Readers, query: bytes) -> bytes | None:
@@ -78,7 +92,26 @@ def _list(readers: Readers, query: bytes) -> bytes | None:
     return _encode(store.list_progress(readers, user, unlocked_only))
 
 
-_ROUTES: dict[str, Callable[[Readers, bytes], bytes | None]] = {BASE: _get, LIST: _list}
+def _leaderboard(readers: Readers, query: bytes) -> bytes | None:
+    found = _query(query, _LEADERBOARD_PARAMETERS)
+    if found is None:
+        return None
+    limit, offset = _bounded(found, b"limit", LIMIT), _bounded(found, b"offset", OFFSET)
+    if limit is None or offset is None:
+        return None
+    return _encode(store.leaderboard(readers, limit, offset))
+
+
+def _rank(readers: Readers, user_text: str) -> bytes | None:
+    user = _id(user_text.encode())
+    return None if user is None else _encode(store.leaderboard_entry(readers, user))
+
+
+_ROUTES: dict[str, Callable[[Readers, bytes], bytes | None]] = {
+    BASE: _get,
+    LIST: _list,
+    LEADERBOARD: _leaderboard,
+}
 
 
 _encode = msgspec.json.Encoder().encode
@@ -132,25 +165,31 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
+            template = scope["path"]
             if scope["method"] == "GET":
-                body = self._read(scope)
+                body, template = self._read(scope)
                 answer = None if body is None else (200, body)
             else:
                 answer, receive = await self._write(scope, receive)
             if answer is not None:
-                scope["path_template"] = scope["path"]  # the metrics' route label, as Litestar's
+                scope["path_template"] = template  # the metrics' route label, as Litestar's
                 await _send_json(send, *answer)
                 return
         await self.app(scope, receive, send)
 
-    def _read(self, scope: HTTPScope) -> bytes | None:
-        route = _ROUTES.get(scope["path"])
-        if route is None:
-            return None
+    def _read(self, scope: HTTPScope) -> tuple[bytes | None, str]:
+        """The answer to a plain read (None for any other request) and its route's template."""
+        path, query = scope["path"], scope["query_string"]
         try:
-            return route(self.service.readers, scope["query_string"])
+            route = _ROUTES.get(path)
+            if route is not None:
+                return route(self.service.readers, query), path
+            parent, _, user = path.rpartition("/")
+            if parent == LEADERBOARD and not query:
+                return _rank(self.service.readers, user), RANK_TEMPLATE
         except Exception:
-            return None  # the Litestar handler answers it, with its error if it fails too
+            pass  # the Litestar handler answers it, with its error if it fails too (404 and all)
+        return None, path
 
     async def _write(
         self, scope: HTTPScope, receive: Receive

@@ -12,6 +12,8 @@ from litestar.types import Message, Receive, Scope, Send
 from sidecar.fastpath import FastPath
 from tests.helpers import PROGRESS, create_definition, unlock, upsert
 
+LEADERBOARD = "/users/achievements/leaderboard"
+
 # Asked in a form the fast path answers, and in one that it passes on to Litestar: the same
 # request in meaning, so both must get the same status, headers and bytes.
 SAME_REQUESTS = [
@@ -49,6 +51,42 @@ async def test_fast_and_litestar_answers_are_the_same_bytes(
     assert answers[0][0] == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "fast", "slow"),
+    [
+        (LEADERBOARD, "", "limit=010"),
+        (LEADERBOARD, "limit=2&offset=1", "offset=01&limit=2"),
+        (LEADERBOARD, "offset=50", "offset=050"),  # past the end: []
+        (f"{LEADERBOARD}/7", None, f"{LEADERBOARD}/07"),
+    ],
+)
+async def test_fast_and_litestar_leaderboards_are_the_same_bytes(
+    client: Any, path: str, fast: str | None, slow: str
+) -> None:
+    await seed(client)
+    answers = []
+    for target in (
+        path if fast is None else f"{path}?{fast}",
+        slow if fast is None else f"{path}?{slow}",
+    ):
+        response = await client.get(target)
+        headers = {k: v for k, v in response.headers.items() if k != "date"}
+        answers.append((response.status_code, headers, response.content))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 200
+
+
+async def test_a_rank_counts_under_its_route_template(client: Any) -> None:
+    await seed(client)
+    assert (await client.get(f"{LEADERBOARD}/7")).status_code == 200
+    assert (await client.get(f"{LEADERBOARD}/8")).status_code == 404  # no unlock: Litestar's
+    metrics = (await client.get("/metrics")).text
+    label = 'method="GET",route="/users/achievements/leaderboard/{userId}"'
+    assert f'sidecar_http_requests_total{{{label},status="200"}} 1.0' in metrics
+    assert f'sidecar_http_requests_total{{{label},status="404"}} 1.0' in metrics
+    assert "leaderboard/7" not in metrics
+
+
 class Recorder:
     """Stands in for the Litestar app: records what reaches it (the query, and the body)."""
 
@@ -71,8 +109,11 @@ class FakeReaders:
     def __init__(self) -> None:
         self.queries: list[tuple[Any, ...]] = []
 
-    def fetch_one(self, sql: str, parameters: Any) -> None:
-        self.queries.append(tuple(parameters))
+    def fetch_one(self, sql: str, parameters: Any) -> Any:
+        self.queries.append(
+            tuple(parameters.values() if isinstance(parameters, dict) else parameters)
+        )
+        return ("n", "reached", 0) if "leaderboard" in sql or "me AS" in sql else None
 
     def fetch_all(self, sql: str, parameters: Any) -> list[Any]:
         self.queries.append(tuple(parameters))
@@ -135,6 +176,10 @@ async def call(fast: FastPath, scope: Any, chunks: tuple[bytes, ...] = (b"",)) -
         (PROGRESS, "achievementId=2&userId=9223372036854775807", (9223372036854775807, 2)),
         (f"{PROGRESS}/list", "userId=3", (3,)),
         (f"{PROGRESS}/list", "userId=3&unlockedOnly=true", (3,)),
+        (LEADERBOARD, "", (10, 0)),
+        (LEADERBOARD, "limit=100&offset=0", (100, 0)),
+        (LEADERBOARD, "offset=4611686018427387904", (10, 2**62)),
+        (f"{LEADERBOARD}/7", "", (7,)),
     ],
 )
 async def test_plain_reads_are_answered_without_litestar(
@@ -166,6 +211,17 @@ async def test_plain_reads_are_answered_without_litestar(
         (f"{PROGRESS}/list", "userId=-1", "GET"),
         (f"{PROGRESS}/", "userId=1&achievementId=2", "GET"),
         ("/users/achievements/definitions", "", "GET"),
+        (LEADERBOARD, "limit=0", "GET"),
+        (LEADERBOARD, "limit=101", "GET"),
+        (LEADERBOARD, "limit=05", "GET"),
+        (LEADERBOARD, "offset=4611686018427387905", "GET"),
+        (LEADERBOARD, "limit=1&limit=2", "GET"),
+        (LEADERBOARD, "top=3", "GET"),
+        (f"{LEADERBOARD}/07", "", "GET"),
+        (f"{LEADERBOARD}/0", "", "GET"),
+        (f"{LEADERBOARD}/", "", "GET"),
+        (f"{LEADERBOARD}/7", "x=1", "GET"),
+        (f"{LEADERBOARD}/7/", "", "GET"),
     ],
 )
 async def test_everything_else_goes_to_litestar(path: str, query: str, method: str) -> None:

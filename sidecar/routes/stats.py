@@ -12,7 +12,11 @@ from sidecar.models import AchievementStats, LeaderboardEntry
 from sidecar.routes.common import answer, service_of
 from sidecar.validation import parse_bounded_int, parse_id
 
-MAX_OFFSET = 2**62
+LEADERBOARD = "/users/achievements/leaderboard"
+RANK_TEMPLATE = f"{LEADERBOARD}/{{userId}}"
+# (default, lowest, highest) of the leaderboard's query parameters.
+LIMIT = (10, 1, 100)
+OFFSET = (0, 0, 2**62)
 
 
 @get("/users/achievements/stats", opt={"answer": list[AchievementStats]})
@@ -20,17 +24,14 @@ async def stats(request: Request[Any, Any, Any]) -> ASGIResponse:
     return answer(await store.achievement_stats(service_of(request).readers))
 
 
-@get(
-    "/users/achievements/leaderboard",
-    opt={"query": ("limit", "offset"), "answer": list[LeaderboardEntry]},
-)
+@get(LEADERBOARD, opt={"query": ("limit", "offset"), "answer": list[LeaderboardEntry]})
 async def leaderboard(request: Request[Any, Any, Any]) -> ASGIResponse:
-    limit = parse_bounded_int(request.query_params, "limit", 10, 1, 100)
-    offset = parse_bounded_int(request.query_params, "offset", 0, 0, MAX_OFFSET)
+    limit = parse_bounded_int(request.query_params, "limit", *LIMIT)
+    offset = parse_bounded_int(request.query_params, "offset", *OFFSET)
     return answer(store.leaderboard(service_of(request).readers, limit, offset))
 
 
-@get("/users/achievements/leaderboard/{userId:str}", opt={"answer": LeaderboardEntry})
+@get(f"{LEADERBOARD}/{{userId:str}}", opt={"answer": LeaderboardEntry})
 async def leaderboard_entry(request: Request[Any, Any, Any]) -> ASGIResponse:
     user = parse_id(request.path_params["userId"], "userId")
     return answer(store.leaderboard_entry(service_of(request).readers, user))
