@@ -42,11 +42,19 @@ _LATER = (
 )
 
 
+# The formatted second of the last call: a batch asks for the time once per item.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
     """RFC 3339 UTC with milliseconds: 2026-11-24T08:25:23.123Z (sorts as text)."""
-    millis = time.time_ns() // 1_000_000
-    seconds, fraction = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:03d}Z"
+    global _last_second
+    seconds, fraction = divmod(time.time_ns() // 1_000_000, 1000)
+    second, text = _last_second
+    if second != seconds:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, text)
+    return f"{text}.{fraction:03d}Z"
 
 
 def achievement_from(row: Any) -> Achievement:
@@ -226,6 +234,18 @@ def apply_progress(
     return _save_progress(connection, user_id, achievement, row, metadata, unlock=locked and holds)
 
 
+def _update_sql(also_set: str) -> str:
+    return (
+        f"UPDATE user_achievements SET metadata = coalesce(:metadata, metadata), {also_set}"
+        f"updated_at = {_LATER} WHERE id = :id RETURNING {_PROGRESS_COLUMNS}"
+    )
+
+
+# Only an unlock names unlocked_at: naming it costs its index and the unlock trigger's check.
+_UPDATE = _update_sql("")
+_UPDATE_AND_UNLOCK = _update_sql("unlocked_at = coalesce(unlocked_at, :unlocked_at), ")
+
+
 def _save_progress(
     connection: sqlite3.Connection,
     user_id: int,
@@ -247,10 +267,7 @@ def _save_progress(
         ).fetchone()
     else:
         saved = connection.execute(
-            "UPDATE user_achievements "
-            "SET metadata = coalesce(:metadata, metadata), "
-            f"unlocked_at = coalesce(unlocked_at, :unlocked_at), updated_at = {_LATER} "
-            f"WHERE id = :id RETURNING {_PROGRESS_COLUMNS}",
+            _UPDATE_AND_UNLOCK if unlock else _UPDATE,
             {"metadata": metadata, "unlocked_at": unlocked_at, "now": now, "id": row[0]},
         ).fetchone()
     if unlock:
