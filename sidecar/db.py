@@ -4,16 +4,19 @@ All writes go through one `Writer`: a thread that owns the only writing connecti
 request's whole transaction as one function call on that thread (one hop from the event loop).
 Jobs that queue up while a commit is in progress are run together in one transaction, each in its
 own SAVEPOINT, and committed once (group commit); every caller is answered only after the commit
-that holds its write. Reads go through read-only connections beside the writer (see Readers).
+that holds its write. The WAL is folded into the file by a thread of its own (Checkpointer), not
+inside a commit. Reads go through read-only connections beside the writer (see Readers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+
+log = logging.getLogger("sidecar")
 
 T = TypeVar("T")
 Parameters = Sequence[Any] | Mapping[str, Any]
@@ -31,6 +36,8 @@ MIN_SQLITE = (3, 37, 0)
 BUSY_TIMEOUT_MS = 5000
 # How many queued writes may share one transaction.
 MAX_GROUP = 256
+# While writes go on, the WAL is checkpointed at most this often.
+CHECKPOINT_EVERY_SECONDS = 0.1
 
 
 class DatabaseError(Exception):
@@ -148,6 +155,47 @@ def checkpoint(path: str) -> None:
         connection.close()
 
 
+class Checkpointer:
+    """Folds the WAL into the database file on a thread of its own, after commits.
+
+    SQLite's automatic checkpoint runs inside the commit that takes the WAL past 1000 pages, so
+    every write queued behind that commit waits for it: upsert p99 at 32 connections measured
+    7.6-8.4 ms with it and 4.1 ms without. A PASSIVE checkpoint from another connection blocks
+    neither the writer nor the readers.
+    """
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self._connection = connect(path, synchronous)
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="sidecar-checkpoint", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        """There are new commits in the WAL (called by the writer, cheap)."""
+        self._wanted.set()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                self._wanted.wait()
+                if self._stopping:
+                    return
+                self._wanted.clear()
+                try:
+                    self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as error:  # e.g. the disk is full: the next poke tries again
+                    log.warning("checkpoint failed: %s", error)
+                time.sleep(CHECKPOINT_EVERY_SECONDS)
+        finally:
+            self._connection.close()
+
+
 @dataclass
 class _Job:
     run: Callable[[sqlite3.Connection], Any]
@@ -162,6 +210,8 @@ class Writer:
 
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self._connection = connect(path, synchronous)
+        self._connection.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer does it
+        self._checkpointer = Checkpointer(path, synchronous)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._serve, name="sidecar-writer", daemon=True)
@@ -181,6 +231,7 @@ class Writer:
         """Finish every queued write, then stop the thread and close its connection."""
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._checkpointer.close)
 
     def _serve(self) -> None:
         try:
@@ -214,6 +265,7 @@ class Writer:
             for job in group:
                 outcomes.append(self._run_job(connection, job))
             connection.execute("COMMIT")
+            self._checkpointer.poke()
         except Exception as error:
             # The commit (or the transaction around the group) failed, e.g. the disk is full:
             # nothing of the group is written, so every caller gets the error.

@@ -146,3 +146,29 @@ async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
     await w.close()
     assert [await p for p in pending] == list(range(1, 51))
     assert rows(path) == list(range(1, 51))
+
+
+def in_main_file(path: str, tmp: Path) -> list[int]:
+    """The rows of the database file alone, as if its WAL were lost: what was checkpointed."""
+    copy = tmp / "main-file-only.db"
+    copy.write_bytes(Path(path).read_bytes())
+    try:
+        return rows(str(copy))
+    except sqlite3.DatabaseError:  # copied halfway through a checkpoint: not there yet
+        return []
+
+
+async def test_commits_are_checkpointed_beside_the_writer_not_inside_a_commit(
+    writer: tuple[db.Writer, str], tmp_path: Path
+) -> None:
+    w, path = writer
+    await asyncio.gather(*(w.run(insert(n)) for n in range(1, 51)))
+    # Not SQLite's automatic checkpoint, which would run inside a commit once the WAL passes
+    # 1000 pages: the writer's connection has it off.
+    autocheckpoint = await w.run(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    assert autocheckpoint == 0
+    for _ in range(100):  # the checkpoint thread folds the WAL in shortly after the commits
+        if in_main_file(path, tmp_path) == list(range(1, 51)):
+            break
+        await asyncio.sleep(0.05)
+    assert in_main_file(path, tmp_path) == list(range(1, 51))
