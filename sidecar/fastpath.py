@@ -45,6 +45,8 @@ _LIST_PARAMETERS = {frozenset((b"userId",)), frozenset((b"userId", b"unlockedOnl
 _LEADERBOARD_PARAMETERS = {
     frozenset(names) for names in ((), (b"limit",), (b"offset",), (b"limit", b"offset"))
 }
+_encode = msgspec.json.Encoder().encode
+_JSON_TYPE = (b"content-type", JSON.encode())
 
 
 def _query(raw: bytes, accepted: set[frozenset[bytes]]) -> dict[bytes, bytes] | None:
@@ -112,10 +114,6 @@ _ROUTES: dict[str, Callable[[Readers, bytes], bytes | None]] = {
     LIST: _list,
     LEADERBOARD: _leaderboard,
 }
-
-
-_encode = msgspec.json.Encoder().encode
-_JSON_TYPE = (b"content-type", JSON.encode())
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
