@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import datafile
 from bench import workloads as w
 from bench.client import call_ok
 from bench.load import Loader, LoadResult, combined
@@ -156,12 +157,14 @@ class Suite:
         reference_traffic: w.Traffic,
         subject: Process,
         traffic: w.Traffic,
+        before_subject: Callable[[], None] = lambda: None,
     ) -> tuple[LoadResult, LoadResult]:
         """(reference, subject), each the sum of `rounds` alternating runs."""
         seconds = self.seconds / self.rounds
         references, subjects = [], []
         for _ in range(self.rounds):
             references.append(self._run(reference, reference_traffic, CONNECTIONS, seconds))
+            before_subject()
             subjects.append(self._run(subject, traffic, CONNECTIONS, seconds))
         before, after = combined(references), combined(subjects)
         self._say(name, after, before)
@@ -325,7 +328,12 @@ class Suite:
     ) -> Row:
         name = f"scale: {read.name}, {files.big_users * 10:,}-row file"
         reference, result = self._pair(
-            name, small, read.traffic(files.small_users), big, read.traffic(files.big_users)
+            name,
+            small,
+            read.traffic(files.small_users),
+            big,
+            read.traffic(files.big_users),
+            before_subject=lambda: datafile.read_into_page_cache(files.big),
         )
         self._check(server, name, result)
         self._check(server, f"{read.name} on the small file", reference)
