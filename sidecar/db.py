@@ -333,6 +333,10 @@ class Readers:
     def fetch_all(self, sql: str, parameters: Parameters = ()) -> list[Any]:
         return self._inline.execute(sql, parameters).fetchall()
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (the writer, another process) has committed."""
+        return int(self._inline.execute("PRAGMA data_version").fetchone()[0])
+
     async def fetch_bulk(self, sql: str, parameters: Parameters = ()) -> list[Any]:
         return list(await self._threaded.execute_fetchall(sql, parameters))
 

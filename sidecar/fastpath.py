@@ -12,7 +12,8 @@ percent-escapes, another method), and any request that fails here, goes on to th
 which owns every error answer, so validation lives in one place; a write's body is replayed to
 it. A failed write changed nothing (the writer rolls its savepoint back), so Litestar can run it
 again and answer its error. The answers are the very bytes the Litestar handlers send
-(`tests/test_fastpath.py` compares both ways).
+(`tests/test_fastpath.py` compares both ways). List answers are kept until the database changes
+(`sidecar/answercache.py`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, Send
 
 from sidecar import commands, store
+from sidecar.answercache import AnswerCache
 from sidecar.db import Readers
 from sidecar.models import MAX_ID
 from sidecar.routes.common import JSON
@@ -83,7 +86,7 @@ def _get(readers: Readers, query: bytes) -> bytes | None:
     return _encode(store.get_progress(readers, user, achievement))
 
 
-def _list(readers: Readers, query: bytes) -> bytes | None:
+def _list(readers: Readers, query: bytes, kept: AnswerCache) -> bytes | None:
     found = _query(query, _LIST_PARAMETERS)
     if found is None:
         return None
@@ -91,7 +94,11 @@ def _list(readers: Readers, query: bytes) -> bytes | None:
     unlocked_only = _BOOLEANS.get(found.get(b"unlockedOnly", b"false"))
     if user is None or unlocked_only is None:
         return None
-    return _encode(store.list_progress(readers, user, unlocked_only))
+    return kept.answer(
+        readers.data_version(),
+        (user, unlocked_only),
+        lambda: _encode(store.list_progress(readers, user, unlocked_only)),
+    )
 
 
 def _leaderboard(readers: Readers, query: bytes) -> bytes | None:
@@ -107,13 +114,6 @@ def _leaderboard(readers: Readers, query: bytes) -> bytes | None:
 def _rank(readers: Readers, user_text: str) -> bytes | None:
     user = _id(user_text.encode())
     return None if user is None else _encode(store.leaderboard_entry(readers, user))
-
-
-_ROUTES: dict[str, Callable[[Readers, bytes], bytes | None]] = {
-    BASE: _get,
-    LIST: _list,
-    LEADERBOARD: _leaderboard,
-}
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
@@ -160,6 +160,11 @@ class FastPath:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self._routes: dict[str, Callable[[Readers, bytes], bytes | None]] = {
+            BASE: _get,
+            LIST: partial(_list, kept=AnswerCache()),
+            LEADERBOARD: _leaderboard,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
@@ -179,7 +184,7 @@ class FastPath:
         """The answer to a plain read (None for any other request) and its route's template."""
         path, query = scope["path"], scope["query_string"]
         try:
-            route = _ROUTES.get(path)
+            route = self._routes.get(path)
             if route is not None:
                 return route(self.service.readers, query), path
             parent, _, user = path.rpartition("/")

@@ -119,6 +119,9 @@ class FakeReaders:
         self.queries.append(tuple(parameters))
         return []
 
+    def data_version(self) -> int:
+        return 1
+
 
 class FakeWriter:
     def __init__(self, fails: bool = False) -> None:

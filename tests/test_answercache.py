@@ -1,0 +1,111 @@
+"""The kept list answers: served while the database is unchanged, dropped at any change, bounded;
+and through HTTP, a list never lags a write, whoever made it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sidecar.answercache import AnswerCache
+from tests.realserver import RealServer
+
+PROGRESS = "/users/achievements/progress"
+
+
+class Computed:
+    """compute() for the cache, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> bytes:
+        self.calls += 1
+        return f"answer {self.calls}".encode()
+
+
+def test_an_answer_is_kept_while_the_version_stays() -> None:
+    cache, compute = AnswerCache(), Computed()
+    assert cache.answer(1, "u1", compute) == b"answer 1"
+    assert cache.answer(1, "u1", compute) == b"answer 1"
+    assert compute.calls == 1
+    assert cache.answer(1, "u2", compute) == b"answer 2"  # another key is its own answer
+
+
+def test_a_new_version_drops_every_answer() -> None:
+    cache, compute = AnswerCache(), Computed()
+    cache.answer(1, "u1", compute)
+    cache.answer(1, "u2", compute)
+    assert cache.answer(2, "u1", compute) == b"answer 3"
+    assert cache.answer(2, "u2", compute) == b"answer 4"
+    # Back at a version seen before (data_version values are not ordered): still recomputed.
+    assert cache.answer(1, "u1", compute) == b"answer 5"
+
+
+def test_the_least_recently_used_answer_goes_first() -> None:
+    cache, compute = AnswerCache(entries=2), Computed()
+    cache.answer(1, "a", compute)
+    cache.answer(1, "b", compute)
+    cache.answer(1, "a", compute)  # a is now the most recent
+    cache.answer(1, "c", compute)  # drops b
+    assert compute.calls == 3
+    cache.answer(1, "a", compute)
+    assert compute.calls == 3
+    cache.answer(1, "b", compute)
+    assert compute.calls == 4
+
+
+def test_an_answer_over_the_size_limit_is_not_kept() -> None:
+    cache, compute = AnswerCache(largest_bytes=len(b"answer 1") - 1), Computed()
+    cache.answer(1, "u1", compute)
+    cache.answer(1, "u1", compute)
+    assert compute.calls == 2
+
+
+def test_a_failing_compute_keeps_nothing() -> None:
+    cache = AnswerCache()
+
+    def fails() -> bytes:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError):
+        cache.answer(1, "u1", fails)
+    assert cache.answer(1, "u1", Computed()) == b"answer 1"
+
+
+def listed(client: httpx.Client, user: int) -> list[dict[str, Any]]:
+    answer = client.get(f"{PROGRESS}/list", params={"userId": user})
+    assert answer.status_code == 200
+    result: list[dict[str, Any]] = answer.json()
+    return result
+
+
+def test_a_list_follows_every_write_through_http_and_from_another_process(
+    server: RealServer, db_path: Path
+) -> None:
+    user = 7
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        created = client.post("/users/achievements/definitions", json={"name": "Worker I"})
+        achievement = created.json()["id"]
+        assert listed(client, user) == []
+        assert listed(client, user) == []  # kept now
+
+        row = {"userId": user, "achievementId": achievement, "metadata": {"current": 1}}
+        assert client.post(PROGRESS, json=row).status_code == 200
+        assert [r["metadata"] for r in listed(client, user)] == [{"current": 1}]
+        assert listed(client, user) == listed(client, user)
+
+        # Another process writes the file (a script, `sidecar import`): the next list sees it.
+        with sqlite3.connect(db_path) as other:
+            other.execute(
+                "UPDATE user_achievements SET metadata = '{\"current\":2}' WHERE user_id = ?",
+                (user,),
+            )
+        assert [r["metadata"] for r in listed(client, user)] == [{"current": 2}]
+
+        # A cascade: the definition's deletion empties the list.
+        assert client.delete(f"/users/achievements/definitions/{achievement}").status_code == 200
+        assert listed(client, user) == []
