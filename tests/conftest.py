@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,9 @@ def sql(db_path: Path) -> Callable[..., list[tuple[Any, ...]]]:
     """Run a query straight on the database file, as a user inspecting it would."""
 
     def query(statement: str, *params: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(db_path) as connection:
+        # Committed and closed at once: a connection left to the garbage collector keeps the WAL
+        # file alive after the server has stopped.
+        with closing(sqlite3.connect(db_path)) as connection, connection:
             return connection.execute(statement, params).fetchall()
 
     return query

@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,9 @@ def check_reads(client: httpx.Client, filler: Filler) -> None:
 
 def dump(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, read straight from the file (beside the running server)."""
-    with sqlite3.connect(db_path) as connection:
+    # Closed here, not left to the garbage collector (a connection sits in a reference cycle):
+    # one still open when the server stops keeps the WAL file from being removed.
+    with closing(sqlite3.connect(db_path)) as connection:
         tables = [
             name
             for (name,) in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")
@@ -161,7 +164,7 @@ def dump(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def stored_rows(db_path: Path) -> dict[int, str]:
-    with sqlite3.connect(db_path) as connection:
+    with closing(sqlite3.connect(db_path)) as connection:
         return dict(connection.execute("SELECT user_id, metadata FROM user_achievements"))
 
 
@@ -232,7 +235,7 @@ def test_full_disk_answers_507_keeps_reads_and_recovers_without_restart(
     assert not Path(f"{db_path}-wal").exists()
     rows = stored_rows(db_path)
     assert set(rows) == set(filler.acknowledged)
-    with sqlite3.connect(db_path) as connection:
+    with closing(sqlite3.connect(db_path)) as connection:
         users = {user for (user,) in connection.execute("SELECT id FROM users")}
         assert users == set(filler.acknowledged)
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
