@@ -3,7 +3,7 @@
 A user's list of 20 rows costs ~31 µs in-process, 25 µs of it SQLite's fetch of the rows; a
 kept answer costs one `PRAGMA data_version` (~1 µs). That pragma, on the reader's connection,
 changes whenever any other connection commits: this service's writer, or another process on the
-same file (`sidecar import`, a second instance). So any commit empties the whole cache; a bot
+same file (`sidecar definitions import`, a script). So any commit empties the whole cache; a bot
 that writes between every two lists gets no hits and pays only the pragma.
 
 An answer is kept under the version read *before* its rows were read: if a commit lands in

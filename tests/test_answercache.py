@@ -4,6 +4,7 @@ and through HTTP, a list never lags a write, whoever made it."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,8 @@ def test_a_list_follows_every_write_through_http_and_from_another_process(
         assert [r["metadata"] for r in listed(client, user)] == [{"current": 1}]
         assert listed(client, user) == listed(client, user)
 
-        # Another process writes the file (a script, `sidecar import`): the next list sees it.
-        with sqlite3.connect(db_path) as other:
+        # Another process writes the file (a script, say): the next list sees it.
+        with closing(sqlite3.connect(db_path)) as other, other:
             other.execute(
                 "UPDATE user_achievements SET metadata = '{\"current\":2}' WHERE user_id = ?",
                 (user,),
