@@ -125,6 +125,16 @@ class Load:
     def snapshot(self) -> tuple[dict[Pair, dict[str, Any]], dict[Pair, str]]:
         return dict(self.upserts), dict(self.unlocks)
 
+    async def until(self, upserts: int, unlocks: int, timeout: float = 60.0) -> None:
+        """Until this many upserts and unlocks are acknowledged (or something went wrong, or the
+        timeout passed): a slow machine gets there later, and what is tested is what happens
+        under load, not how fast the load builds up."""
+        deadline = time.monotonic() + timeout
+        while len(self.upserts) < upserts or len(self.unlocks) < unlocks:
+            if self.unexpected or self.interrupted or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.02)
+
     async def writer(self, worker: int) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as client:
             sequence = 0
@@ -241,7 +251,7 @@ def test_kill_9_under_write_load_loses_no_acknowledged_write(db_path: Path, tmp_
 
         async def run() -> None:
             workers = [asyncio.create_task(load.writer(worker)) for worker in range(12)]
-            await asyncio.sleep(1.2)
+            await load.until(upserts=250, unlocks=60)
             server.kill()  # blocks the loop: every writer is waiting on a request right now
             load.stop.set()
             await asyncio.gather(*workers)
@@ -305,7 +315,7 @@ def test_backup_under_write_load_is_consistent_and_complete(
 
     async def run() -> tuple[Any, float, float, int, str]:
         workers = [asyncio.create_task(load.writer(worker)) for worker in range(8)]
-        await asyncio.sleep(0.7)
+        await load.until(upserts=60, unlocks=15)
         before = load.snapshot()  # everything acknowledged before the backup began
         began = time.monotonic()
         process = await asyncio.create_subprocess_exec(
