@@ -3,6 +3,7 @@ and through HTTP, a list never lags a write, whoever made it."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -110,3 +111,36 @@ def test_a_list_follows_every_write_through_http_and_from_another_process(
         # A cascade: the definition's deletion empties the list.
         assert client.delete(f"/users/achievements/definitions/{achievement}").status_code == 200
         assert listed(client, user) == []
+
+
+def test_under_concurrent_writes_a_list_never_misses_an_acknowledged_write(
+    server: RealServer,
+) -> None:
+    """Writers on one user, each on its own achievement: after each acknowledged upsert, a list
+    asked for right then must show that write or a later one of the same writer, never older."""
+    user, writers, rounds = 8, 6, 25
+
+    async def run() -> list[str]:
+        stale: list[str] = []
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            created = [
+                await client.post("/users/achievements/definitions", json={"name": f"W{n}"})
+                for n in range(writers)
+            ]
+            achievements = [answer.json()["id"] for answer in created]
+
+            async def writer(achievement: int) -> None:
+                for count in range(1, rounds + 1):
+                    row = {"userId": user, "achievementId": achievement, "metadata": {"n": count}}
+                    assert (await client.post(PROGRESS, json=row)).status_code == 200
+                    answer = await client.get(f"{PROGRESS}/list", params={"userId": user})
+                    seen = {r["achievementId"]: r["metadata"]["n"] for r in answer.json()}
+                    if seen.get(achievement, 0) < count:
+                        stale.append(
+                            f"{achievement}: wrote {count}, listed {seen.get(achievement)}"
+                        )
+
+            await asyncio.gather(*(writer(achievement) for achievement in achievements))
+        return stale
+
+    assert asyncio.run(run()) == []
