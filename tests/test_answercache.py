@@ -13,9 +13,8 @@ import httpx
 import pytest
 
 from sidecar.answercache import AnswerCache
+from tests.helpers import DEFINITIONS, PROGRESS
 from tests.realserver import RealServer
-
-PROGRESS = "/users/achievements/progress"
 
 
 class Computed:
@@ -90,7 +89,7 @@ def test_a_list_follows_every_write_through_http_and_from_another_process(
 ) -> None:
     user = 7
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
-        created = client.post("/users/achievements/definitions", json={"name": "Worker I"})
+        created = client.post(DEFINITIONS, json={"name": "Worker I"})
         achievement = created.json()["id"]
         assert listed(client, user) == []
         assert listed(client, user) == []  # kept now
@@ -109,7 +108,7 @@ def test_a_list_follows_every_write_through_http_and_from_another_process(
         assert [r["metadata"] for r in listed(client, user)] == [{"current": 2}]
 
         # A cascade: the definition's deletion empties the list.
-        assert client.delete(f"/users/achievements/definitions/{achievement}").status_code == 200
+        assert client.delete(f"{DEFINITIONS}/{achievement}").status_code == 200
         assert listed(client, user) == []
 
 
@@ -124,8 +123,7 @@ def test_under_concurrent_writes_a_list_never_misses_an_acknowledged_write(
         stale: list[str] = []
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
             created = [
-                await client.post("/users/achievements/definitions", json={"name": f"W{n}"})
-                for n in range(writers)
+                await client.post(DEFINITIONS, json={"name": f"W{n}"}) for n in range(writers)
             ]
             achievements = [answer.json()["id"] for answer in created]
 
