@@ -78,11 +78,18 @@ CREATE TABLE unlock_histogram (
     users           INTEGER NOT NULL
 ) STRICT;
 
--- How many users reached each unlocked count (> 0) in each hour and in each day (the first 13
--- and 10 characters of reached_at): ahead of a user with the same count are the users of the
--- earlier days (a sum over one row a day of history), of the earlier hours of the same day (at
--- most 23 rows), and those who reached it earlier in the same hour (an index range count over
--- that hour only), not everyone with that count.
+-- How many users reached each unlocked count (> 0) in each month, day and hour (the first 7,
+-- 10 and 13 characters of reached_at): ahead of a user with the same count are the users of the
+-- earlier months (one row a month of history), of the earlier days of the same month (at most
+-- 30 rows), of the earlier hours of the same day (at most 23), and those who reached it earlier
+-- in the same hour (an index range count over that hour only), not everyone with that count.
+CREATE TABLE unlock_months (
+    unlocked_count  INTEGER NOT NULL,
+    month           TEXT NOT NULL,
+    users           INTEGER NOT NULL,
+    PRIMARY KEY (unlocked_count, month)
+) STRICT, WITHOUT ROWID;
+
 CREATE TABLE unlock_hours (
     unlocked_count  INTEGER NOT NULL,
     hour            TEXT NOT NULL,
@@ -207,6 +214,12 @@ BEGIN
         SELECT new.unlocked_count, coalesce(substr(new.reached_at, 1, 10), ''), 1
          WHERE new.unlocked_count > 0
         ON CONFLICT (unlocked_count, day) DO UPDATE SET users = users + 1;
+    UPDATE unlock_months SET users = users - 1
+     WHERE unlocked_count = old.unlocked_count AND month = coalesce(substr(old.reached_at, 1, 7), '');
+    INSERT INTO unlock_months (unlocked_count, month, users)
+        SELECT new.unlocked_count, coalesce(substr(new.reached_at, 1, 7), ''), 1
+         WHERE new.unlocked_count > 0
+        ON CONFLICT (unlocked_count, month) DO UPDATE SET users = users + 1;
 END;
 
 CREATE TRIGGER user_reach_deleted AFTER DELETE ON user_stats WHEN old.unlocked_count > 0 BEGIN
@@ -214,4 +227,6 @@ CREATE TRIGGER user_reach_deleted AFTER DELETE ON user_stats WHEN old.unlocked_c
      WHERE unlocked_count = old.unlocked_count AND hour = coalesce(substr(old.reached_at, 1, 13), '');
     UPDATE unlock_days SET users = users - 1
      WHERE unlocked_count = old.unlocked_count AND day = coalesce(substr(old.reached_at, 1, 10), '');
+    UPDATE unlock_months SET users = users - 1
+     WHERE unlocked_count = old.unlocked_count AND month = coalesce(substr(old.reached_at, 1, 7), '');
 END;

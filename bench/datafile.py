@@ -3,15 +3,15 @@
 User u has rows on achievements 1..10; rows 1..(u % 10 + 1) are unlocked (so every user is on
 the leaderboard, with 1 to 10 unlocks), a second apart from 2020-09-13 on.
 
-schema.sql keeps counters (user_stats, unlock_histogram, unlock_days, unlock_hours,
-achievement_stats, totals) with triggers that fire once per row. For a million users the bulk
-way is faster: the triggers and the secondary indexes are dropped, the rows inserted in (user,
-achievement) order, the counters computed with GROUP BY, and the indexes and triggers re-created
-from the very SQL read out of the file. `by_triggers=True` inserts the same rows with the
-triggers live instead, and `differing_tables` compares every table of two files: the bench makes
-a small file both ways first and writes the big one in bulk only when they agree (a counter
-added to the schema but not to `_bulk` makes them differ), then runs `python -m sidecar check`
-on it. No events are written: the feed is not measured.
+schema.sql keeps counters (user_stats, unlock_histogram, unlock_months, unlock_days,
+unlock_hours, achievement_stats, totals) with triggers that fire once per row. For a million
+users the bulk way is faster: the triggers and the secondary indexes are dropped, the rows
+inserted in (user, achievement) order, the counters computed with GROUP BY, and the indexes and
+triggers re-created from the very SQL read out of the file. `by_triggers=True` inserts the same
+rows with the triggers live instead, and `differing_tables` compares every table of two files:
+the bench makes a small file both ways first and writes the big one in bulk only when they agree
+(a counter added to the schema but not to `_bulk` makes them differ), then runs
+`python -m sidecar check` on it. No events are written: the feed is not measured.
 """
 
 from __future__ import annotations
@@ -67,10 +67,17 @@ _PERIODS = tuple(
     f"INSERT INTO unlock_{table} (unlocked_count, {column}, users) "
     f"SELECT unlocked_count, substr(reached_at, 1, {length}), count(*) FROM user_stats "
     "WHERE unlocked_count > 0 GROUP BY 1, 2"
-    for table, column, length in (("days", "day", 10), ("hours", "hour", 13))
+    for table, column, length in (
+        ("months", "month", 7),
+        ("days", "day", 10),
+        ("hours", "hour", 13),
+    )
 )
 # Rows that mean nothing, which the triggers may leave behind and the bulk way does not make.
-_EMPTY_ROWS = {table: "users = 0" for table in ("unlock_histogram", "unlock_days", "unlock_hours")}
+_EMPTY_ROWS = {
+    table: "users = 0"
+    for table in ("unlock_histogram", "unlock_months", "unlock_days", "unlock_hours")
+}
 
 
 def _schema_objects(connection: sqlite3.Connection, kind: str) -> list[tuple[str, str]]:

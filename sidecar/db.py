@@ -30,7 +30,7 @@ log = logging.getLogger("sidecar")
 T = TypeVar("T")
 Parameters = Sequence[Any] | Mapping[str, Any]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # RETURNING, STRICT tables and the JSON functions are all there from 3.37.
 MIN_SQLITE = (3, 37, 0)
 BUSY_TIMEOUT_MS = 5000
@@ -63,6 +63,23 @@ def migrations_after(version: int) -> list[tuple[int, str]]:
         if entry.name.endswith(".sql") and number.isdigit() and int(number) > version:
             scripts.append((int(number), entry.read_text(encoding="utf-8")))
     return sorted(scripts)
+
+
+def recreate_triggers_sql() -> str:
+    """Drop and re-create every trigger of schema.sql, as the last step of an upgrade.
+
+    Triggers hold no data: taking them from schema.sql after the migrations leaves a migrated
+    file with exactly the triggers of a fresh one, so a migration changes tables and rows only.
+    """
+    scratch = sqlite3.connect(":memory:")
+    try:
+        scratch.executescript(schema_sql())
+        triggers = scratch.execute(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' ORDER BY name"
+        ).fetchall()
+    finally:
+        scratch.close()
+    return "\n".join(f"DROP TRIGGER IF EXISTS {name};\n{sql};" for name, sql in triggers)
 
 
 def check_sqlite_version() -> None:
@@ -113,7 +130,8 @@ def prepare(path: str) -> None:
                 raise DatabaseError(f"{path} holds tables that are not this service's schema")
             _upgrade(connection, [schema_sql()])
         elif version < SCHEMA_VERSION:
-            _upgrade(connection, [script for _, script in migrations_after(version)])
+            scripts = [script for _, script in migrations_after(version)]
+            _upgrade(connection, [*scripts, recreate_triggers_sql()])
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DatabaseError(f"{path} cannot be switched to WAL mode (got {mode})")

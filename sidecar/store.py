@@ -405,17 +405,21 @@ def leaderboard(readers: Readers, limit: int, offset: int) -> list[LeaderboardEn
 
 def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
     # Ahead: everyone with a higher count (unlock_histogram); everyone who reached the same count
-    # on an earlier day (unlock_days) or in an earlier hour of the same day (unlock_hours); and
-    # those who reached it earlier in the same hour (an index range count bounded by that hour).
+    # in an earlier month (unlock_months), on an earlier day of the same month (unlock_days) or
+    # in an earlier hour of the same day (unlock_hours); and those who reached it earlier in the
+    # same hour (an index range count bounded by that hour).
     row = readers.fetch_one(
         "WITH me AS (SELECT unlocked_count AS n, reached_at AS reached, "
+        "  coalesce(substr(reached_at, 1, 7), '') AS month, "
         "  coalesce(substr(reached_at, 1, 10), '') AS day, "
         "  coalesce(substr(reached_at, 1, 13), '') AS hour FROM user_stats "
         "  WHERE user_id = :user AND unlocked_count > 0) "
         "SELECT n, reached, "
         "  (SELECT coalesce(sum(users), 0) FROM unlock_histogram WHERE unlocked_count > n) + "
+        "  (SELECT coalesce(sum(users), 0) FROM unlock_months "
+        "    WHERE unlocked_count = n AND month < me.month) + "
         "  (SELECT coalesce(sum(users), 0) FROM unlock_days "
-        "    WHERE unlocked_count = n AND day < me.day) + "
+        "    WHERE unlocked_count = n AND day >= me.month AND day < me.day) + "
         "  (SELECT coalesce(sum(users), 0) FROM unlock_hours "
         "    WHERE unlocked_count = n AND hour >= me.day AND hour < me.hour) + "
         "  (SELECT count(*) FROM user_stats WHERE unlocked_count > 0 AND unlocked_count = n "

@@ -56,8 +56,9 @@ def structure(path: Path) -> dict[str, object]:
             )
             for table in tables
         }
+        # With their SQL: an upgrade re-creates the triggers from schema.sql, so they are equal.
         shape["triggers"] = connection.execute(
-            "SELECT name, tbl_name FROM sqlite_schema WHERE type = 'trigger' ORDER BY name"
+            "SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' ORDER BY name"
         ).fetchall()
         shape["version"] = connection.execute("PRAGMA user_version").fetchone()[0]
     return shape
@@ -95,6 +96,7 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
         ).fetchall()
         hours = connection.execute("SELECT * FROM unlock_hours ORDER BY 1, 2").fetchall()
         days = connection.execute("SELECT * FROM unlock_days ORDER BY 1, 2").fetchall()
+        months = connection.execute("SELECT * FROM unlock_months ORDER BY 1, 2").fetchall()
         events = connection.execute("SELECT count(*) FROM events").fetchone()[0]
     assert after == before
     assert achievements == [
@@ -112,6 +114,7 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
     assert histogram == [(1, 2)]
     assert hours == [(1, "2026-01-02T00", 1), (1, "2026-01-03T00", 1)]
     assert days == [(1, "2026-01-02", 1), (1, "2026-01-03", 1)]
+    assert months == [(1, "2026-01", 2)]
     assert events == 0
     assert db.check(str(old)) == []
 
@@ -137,7 +140,9 @@ def test_counters_keep_working_after_migration(tmp_path: Path) -> None:
             "ORDER BY achievement_id"
         ).fetchall()
         totals = connection.execute("SELECT users, users_with_progress FROM totals").fetchone()
+        months = connection.execute("SELECT * FROM unlock_months").fetchall()
     assert stats == [(1, 1, 1), (2, 1, 0)]
+    assert months == [(1, "2026-01", 1)]
     assert totals == (3, 2)
 
 

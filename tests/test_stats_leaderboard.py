@@ -383,21 +383,22 @@ async def test_random_history_matches_brute_force(client: Any, sql: Any) -> None
 async def test_ranks_across_many_hours_and_days_match_brute_force(
     client: Any, sql: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A user's rank sums per-day and per-hour counters (unlock_days, unlock_hours) and counts
-    only within their own hour: with a clock that jumps minutes to days between writes, and
-    sometimes not at all (ties), the counters and every rank match a brute-force computation."""
+    """A user's rank sums per-month, per-day and per-hour counters (unlock_months, unlock_days,
+    unlock_hours) and counts only within their own hour: with a clock that jumps minutes to
+    weeks between writes, and sometimes not at all (ties), the counters and every rank match a
+    brute-force computation."""
     rng = random.Random(8080)
     clock = [datetime(2026, 3, 1, 23, 58, tzinfo=UTC)]
 
     def jumping_clock() -> str:
-        clock[0] += timedelta(minutes=rng.choice((0, 0, 1, 20, 59, 61, 180, 1500)))
+        clock[0] += timedelta(minutes=rng.choice((0, 0, 1, 20, 59, 61, 180, 1500, 15000)))
         return clock[0].strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
     monkeypatch.setattr(store, "utc_now", jumping_clock)
     achievements = [(await create_definition(client, f"T{i}"))["id"] for i in range(3)]
     for _ in range(4):
         await random_steps(client, rng, achievements, list(range(1, 13)), 40)
-        for table, length in (("unlock_hours", 13), ("unlock_days", 10)):
+        for table, length in (("unlock_hours", 13), ("unlock_days", 10), ("unlock_months", 7)):
             brute = (
                 f"SELECT unlocked_count, substr(reached_at, 1, {length}), count(*) "
                 "FROM user_stats WHERE unlocked_count > 0 GROUP BY 1, 2 ORDER BY 1, 2"
@@ -407,7 +408,8 @@ async def test_ranks_across_many_hours_and_days_match_brute_force(
         await assert_matches_brute_force(client, sql)
     assert len(sql("SELECT DISTINCT day FROM unlock_days WHERE users > 0")) > 3
     assert len(sql("SELECT DISTINCT hour FROM unlock_hours WHERE users > 0")) > 5
-    for table in ("unlock_hours", "unlock_days"):
+    assert len(sql("SELECT DISTINCT month FROM unlock_months WHERE users > 0")) > 2
+    for table in ("unlock_hours", "unlock_days", "unlock_months"):
         assert sql(f"SELECT count(*) FROM {table} WHERE users < 0") == [(0,)]
 
 
