@@ -80,13 +80,6 @@ _EMPTY_ROWS = {
 }
 
 
-def _schema_objects(connection: sqlite3.Connection, kind: str) -> list[tuple[str, str]]:
-    """(name, sql) of the schema's own triggers or indexes (not the automatic UNIQUE ones)."""
-    return connection.execute(
-        "SELECT name, sql FROM sqlite_schema WHERE type = ? AND sql IS NOT NULL", (kind,)
-    ).fetchall()
-
-
 def generate(path: Path, users: int, by_triggers: bool = False) -> None:
     """A fresh service file at `path` (which must not exist) with `users` x 10 rows."""
     db.prepare(str(path))  # the schema, its version, WAL: what the service makes of a new file
@@ -114,8 +107,8 @@ def generate(path: Path, users: int, by_triggers: bool = False) -> None:
 
 
 def _bulk(connection: sqlite3.Connection, parameters: dict[str, object]) -> None:
-    triggers = _schema_objects(connection, "trigger")
-    indexes = _schema_objects(connection, "index")
+    triggers = db.schema_objects(connection, "trigger")
+    indexes = db.schema_objects(connection, "index")
     for name, _ in triggers:
         connection.execute(f'DROP TRIGGER "{name}"')
     for name, _ in indexes:

@@ -65,6 +65,14 @@ def migrations_after(version: int) -> list[tuple[int, str]]:
     return sorted(scripts)
 
 
+def schema_objects(connection: sqlite3.Connection, kind: str) -> list[tuple[str, str]]:
+    """(name, sql) of a file's own triggers or indexes (not the automatic UNIQUE ones)."""
+    return connection.execute(
+        "SELECT name, sql FROM sqlite_schema WHERE type = ? AND sql IS NOT NULL ORDER BY name",
+        (kind,),
+    ).fetchall()
+
+
 def recreate_triggers_sql() -> str:
     """Drop and re-create every trigger of schema.sql, as the last step of an upgrade.
 
@@ -74,9 +82,7 @@ def recreate_triggers_sql() -> str:
     scratch = sqlite3.connect(":memory:")
     try:
         scratch.executescript(schema_sql())
-        triggers = scratch.execute(
-            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' ORDER BY name"
-        ).fetchall()
+        triggers = schema_objects(scratch, "trigger")
     finally:
         scratch.close()
     return "\n".join(f"DROP TRIGGER IF EXISTS {name};\n{sql};" for name, sql in triggers)
