@@ -60,7 +60,7 @@ CREATE TABLE totals (
     users_with_progress  INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
--- Counters for the rows that exist already (the triggers below keep them from now on).
+-- Counters for the rows that exist already (the triggers keep them from now on).
 INSERT INTO user_stats (user_id, progress_rows, unlocked_count, reached_at)
     SELECT users.id, count(progress.id), count(progress.unlocked_at), max(progress.unlocked_at)
       FROM users LEFT JOIN user_achievements AS progress ON progress.user_id = users.id
@@ -79,81 +79,5 @@ INSERT INTO totals (id, users, users_with_progress) VALUES (
     (SELECT count(DISTINCT user_id) FROM user_achievements)
 );
 
-CREATE TRIGGER user_inserted AFTER INSERT ON users BEGIN
-    INSERT INTO user_stats (user_id) VALUES (new.id);
-    UPDATE totals SET users = users + 1 WHERE id = 1;
-END;
-
-CREATE TRIGGER user_deleted AFTER DELETE ON users BEGIN
-    UPDATE totals SET users = users - 1 WHERE id = 1;
-END;
-
-CREATE TRIGGER achievements_stats_row AFTER INSERT ON achievements BEGIN
-    INSERT INTO achievement_stats (achievement_id) VALUES (new.id);
-END;
-
-CREATE TRIGGER progress_inserted AFTER INSERT ON user_achievements BEGIN
-    UPDATE user_stats
-       SET progress_rows = progress_rows + 1,
-           unlocked_count = unlocked_count + (new.unlocked_at IS NOT NULL),
-           reached_at = CASE WHEN new.unlocked_at IS NOT NULL THEN new.unlocked_at ELSE reached_at END
-     WHERE user_id = new.user_id;
-    UPDATE achievement_stats
-       SET progress_rows = progress_rows + 1,
-           unlocked_count = unlocked_count + (new.unlocked_at IS NOT NULL)
-     WHERE achievement_id = new.achievement_id;
-END;
-
-CREATE TRIGGER progress_unlocked AFTER UPDATE OF unlocked_at ON user_achievements
-    WHEN old.unlocked_at IS NULL AND new.unlocked_at IS NOT NULL
-BEGIN
-    UPDATE user_stats
-       SET unlocked_count = unlocked_count + 1, reached_at = new.unlocked_at
-     WHERE user_id = new.user_id;
-    UPDATE achievement_stats SET unlocked_count = unlocked_count + 1
-     WHERE achievement_id = new.achievement_id;
-END;
-
--- Also fires for rows removed by a cascade from users or achievements.
-CREATE TRIGGER progress_deleted AFTER DELETE ON user_achievements BEGIN
-    UPDATE user_stats
-       SET progress_rows = progress_rows - 1,
-           unlocked_count = unlocked_count - (old.unlocked_at IS NOT NULL),
-           reached_at = CASE WHEN old.unlocked_at IS NULL THEN reached_at ELSE
-               (SELECT max(unlocked_at) FROM user_achievements
-                 WHERE user_id = old.user_id AND unlocked_at IS NOT NULL) END
-     WHERE user_id = old.user_id;
-    UPDATE achievement_stats
-       SET progress_rows = progress_rows - 1,
-           unlocked_count = unlocked_count - (old.unlocked_at IS NOT NULL)
-     WHERE achievement_id = old.achievement_id;
-END;
-
-CREATE TRIGGER user_gained_progress AFTER UPDATE OF progress_rows ON user_stats
-    WHEN old.progress_rows = 0 AND new.progress_rows > 0
-BEGIN
-    UPDATE totals SET users_with_progress = users_with_progress + 1 WHERE id = 1;
-END;
-
-CREATE TRIGGER user_lost_progress AFTER UPDATE OF progress_rows ON user_stats
-    WHEN old.progress_rows > 0 AND new.progress_rows = 0
-BEGIN
-    UPDATE totals SET users_with_progress = users_with_progress - 1 WHERE id = 1;
-END;
-
-CREATE TRIGGER user_stats_deleted AFTER DELETE ON user_stats WHEN old.progress_rows > 0 BEGIN
-    UPDATE totals SET users_with_progress = users_with_progress - 1 WHERE id = 1;
-END;
-
-CREATE TRIGGER user_count_changed AFTER UPDATE OF unlocked_count ON user_stats
-    WHEN old.unlocked_count <> new.unlocked_count
-BEGIN
-    UPDATE unlock_histogram SET users = users - 1 WHERE unlocked_count = old.unlocked_count;
-    INSERT INTO unlock_histogram (unlocked_count, users)
-        SELECT new.unlocked_count, 1 WHERE new.unlocked_count > 0
-        ON CONFLICT (unlocked_count) DO UPDATE SET users = users + 1;
-END;
-
-CREATE TRIGGER user_count_deleted AFTER DELETE ON user_stats WHEN old.unlocked_count > 0 BEGIN
-    UPDATE unlock_histogram SET users = users - 1 WHERE unlocked_count = old.unlocked_count;
-END;
+-- The triggers that keep these counters come from schema.sql: every upgrade ends by
+-- re-creating all of them (db.recreate_triggers_sql).
