@@ -11,6 +11,11 @@ DEFAULT_DB = "./achievements.db"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_STREAMS = 100
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_IDEMPOTENCY_TTL = 24 * 3600
+DEFAULT_IDEMPOTENCY_BUDGET_MB = 256
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,6 +29,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # NORMAL survives a process crash (WAL); FULL also survives power loss, at one fsync per commit.
     synchronous: str = "NORMAL"
     max_body_bytes: int = MAX_BODY_BYTES
+    # Open Server-Sent Event streams at most; one more is 503 TOO_MANY_STREAMS.
+    max_streams: int = DEFAULT_MAX_STREAMS
+    # Open connections at most; beyond it new connections are refused at once (503).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    # A request whose headers and body have not arrived after this many seconds is dropped.
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    # Stored idempotent answers are kept this long, and purged oldest first past the budget.
+    idempotency_ttl_seconds: int = DEFAULT_IDEMPOTENCY_TTL
+    idempotency_budget_bytes: int = DEFAULT_IDEMPOTENCY_BUDGET_MB * 1024 * 1024
 
 
 def db_path_from(flag: str | None, env: Mapping[str, str] | None = None) -> str:
