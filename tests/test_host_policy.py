@@ -127,7 +127,7 @@ async def test_each_refused_host_is_logged_once(
 
 
 async def test_refused_hosts_remembered_for_the_log_are_bounded(
-    client: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A caller rotating names cannot grow memory or the log without end."""
     caplog.set_level(logging.WARNING, logger="sidecar")
