@@ -33,7 +33,7 @@ USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8787
 # No curl in slim images: Python's urllib. urlopen raises on anything but a 2xx answer.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --start-interval=1s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('SIDECAR_PORT', '8787') + '/health', timeout=4)"]
 # SIGTERM (docker stop) lets open requests finish and checkpoints the WAL into the one .db file.
 STOPSIGNAL SIGTERM

@@ -33,7 +33,7 @@ from tests.realserver import free_port
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-HEALTHCHECK_OPTION = re.compile(r"--[a-z-]+=\S+\s+")
+HEALTHCHECK_OPTION = re.compile(r"--([a-z-]+)=(\S+)\s+")
 
 
 # --- reading the Dockerfile ------------------------------------------------------------------
@@ -101,6 +101,11 @@ def healthcheck_command(final: Stage) -> list[str]:
     arguments = HEALTHCHECK_OPTION.sub("", final.last("HEALTHCHECK"))
     assert arguments.startswith("CMD "), arguments
     return exec_form(arguments.removeprefix("CMD "))
+
+
+def healthcheck_options(final: Stage) -> dict[str, str]:
+    """HEALTHCHECK's options: {"interval": "30s", "start-period": "10s", ...}."""
+    return dict(HEALTHCHECK_OPTION.findall(final.last("HEALTHCHECK")))
 
 
 # --- .dockerignore and the build context -----------------------------------------------------
