@@ -291,9 +291,9 @@ def test_an_ip_literal_host_is_allowed(network: Network) -> None:
     assert code_of(tokenless) == (401, "UNAUTHORIZED")
 
 
-def test_a_name_not_allowed_is_refused_with_what_to_set(network: Network) -> None:
+def test_a_name_not_allowed_is_refused(network: Network) -> None:
+    """Only the names SIDECAR_ALLOWED_HOSTS lists: a container called by another name is not
+    reached through DNS rebinding."""
     port = final_stage().env()["SIDECAR_PORT"]
     (answer,) = network.call(request(f"sidecar:{port}", network.token))
     assert code_of(answer) == (400, "INVALID_HOST")
-    detail = answer["body"].get("detail", "")
-    assert "sidecar" in detail and "SIDECAR_ALLOWED_HOSTS" in detail, answer
