@@ -6,46 +6,100 @@ import argparse
 import concurrent.futures
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar import db, definitions_io
-from sidecar.settings import db_path_from, settings_from_env
+from sidecar.settings import SETTINGS, SettingError, db_path_from, settings_from_env, version
 
 PROGRESS_SECONDS = 1.0
 MIB = 1024 * 1024
 
 
+DB_HELP = "the SQLite file (else SIDECAR_DB, else ./achievements.db)"
+
+
+def _serve_epilog() -> str:
+    lines = ["settings (a flag wins over its variable, which wins over the default):"]
+    for setting in SETTINGS.values():
+        flag = f" ({setting.flag})" if setting.flag else ""
+        lines.append(f"  {setting.variable}{flag}")
+        lines += textwrap.wrap(
+            setting.describe(), 94, initial_indent=" " * 6, subsequent_indent=" " * 6
+        )
+    lines.append("A bad value stops the command with one line naming it (exit status 2).")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sidecar", description="Achievements sidecar")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="sidecar", description="Achievements sidecar: an HTTP service on one SQLite file."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"sidecar {version()}", help="print the version"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--db", help="SQLite file (else SIDECAR_DB, else ./achievements.db)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service.",
+        epilog=_serve_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--db", help=DB_HELP)
     serve.add_argument("--host", help="address to bind (else SIDECAR_HOST, else 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (else SIDECAR_PORT, else 8787)")
+    serve.add_argument("--port", help="port to bind, 1-65535 (else SIDECAR_PORT, else 8787)")
 
-    backup = commands.add_parser("backup", help="write a consistent copy of the live database")
-    backup.add_argument("output", help="the copy to write")
-    backup.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
-    backup.add_argument("--db")
+    backup = commands.add_parser(
+        "backup",
+        help="write a consistent copy of the database, also while it serves",
+        description="Write a consistent single-file copy of the database (0600), also while the "
+        "service runs and takes writes. Refuses an OUT that is the database or its -wal/-shm "
+        "(whatever its name), that is not a regular file, or whose directory does not exist.",
+    )
+    backup.add_argument("output", metavar="OUT", help="the copy to write")
+    backup.add_argument(
+        "--force", action="store_true", help="replace OUT if it exists (a regular file only)"
+    )
+    backup.add_argument("--db", help=DB_HELP)
 
-    check = commands.add_parser("check", help="integrity_check and foreign_key_check")
-    check.add_argument("--db")
+    check = commands.add_parser(
+        "check",
+        help="integrity_check and foreign_key_check, read-only",
+        description="Run integrity_check and foreign_key_check on the file, read-only; exit "
+        "status 1 on any problem, 2 when the file is missing or empty.",
+    )
+    check.add_argument("--db", help=DB_HELP)
 
-    definitions = commands.add_parser("definitions", help="achievements as code, by key")
-    actions = definitions.add_subparsers(dest="action", required=True)
-    load = actions.add_parser("import", help="create or replace definitions from a file")
+    definitions = commands.add_parser(
+        "definitions",
+        help="achievements as code, by key",
+        description="Achievements as code: import or export definitions by key.",
+    )
+    actions = definitions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    load = actions.add_parser(
+        "import",
+        help="create or replace definitions from a file",
+        description="Create or replace definitions by key from a file, in one transaction.",
+    )
     load.add_argument("file", type=Path, help="JSON, or TOML when it ends in .toml")
     load.add_argument(
         "--dry-run", action="store_true", help="show what would change, write nothing"
     )
-    load.add_argument("--db")
-    dump = actions.add_parser("export", help="write every definition that has a key")
-    dump.add_argument("--format", choices=("json", "toml"), default="json")
+    load.add_argument("--db", help=DB_HELP)
+    dump = actions.add_parser(
+        "export",
+        help="write every definition that has a key",
+        description="Write every definition that has a key (read-only).",
+    )
+    dump.add_argument(
+        "--format", choices=("json", "toml"), default="json", help="file format (default json)"
+    )
     dump.add_argument("--output", type=Path, help="file to write (default: standard output)")
-    dump.add_argument("--db")
+    dump.add_argument("--db", help=DB_HELP)
     return parser
 
 
@@ -55,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from sidecar.server import serve
 
+            # Every setting is read and checked here, before the file is opened or a port bound.
             return serve(settings_from_env(db=args.db, host=args.host, port=args.port))
         if args.command == "backup":
             return _backup(db_path_from(args.db), args.output, args.force)
@@ -63,9 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "import":
             return _import(db_path_from(args.db), args.file, args.dry_run)
         return _export(db_path_from(args.db), args.format, args.output)
+    except SettingError as error:
+        print(f"sidecar: {error}", file=sys.stderr)
+        return 2
     except (db.DatabaseError, definitions_io.DefinitionsFileError) as error:
         print(f"sidecar: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. an --output in a missing directory
+        print(f"sidecar: {error}", file=sys.stderr)
+        return 1
 
 
 def _backup(source: str, output: str, force: bool) -> int:
