@@ -1,17 +1,18 @@
-"""The command line: serve | backup | check | definitions import/export."""
+"""The command line: serve | backup | restore | check | definitions import/export."""
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
 import os
+import sqlite3
 import sys
 import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sidecar import db, definitions_io
+from sidecar import backup, db, definitions_io
 from sidecar.settings import SETTINGS, SettingError, db_path_from, settings_from_env, version
 
 PROGRESS_SECONDS = 1.0
@@ -66,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     backup.add_argument("--db", help=DB_HELP)
 
+    restore = commands.add_parser(
+        "restore",
+        help="replace the database with a backup (the service stopped)",
+        description="Check BACKUP (integrity_check, foreign_key_check, schema version not newer "
+        "than this release; an older one is upgraded at the next start), then replace the "
+        "database with it atomically, keeping the replaced file as <db>.before-restore. Refuses "
+        "while a service (or another program) has the database open.",
+    )
+    restore.add_argument("backup", metavar="BACKUP", help="the backup file to restore")
+    restore.add_argument(
+        "--force", action="store_true", help="replace an existing <db>.before-restore"
+    )
+    restore.add_argument("--db", help=DB_HELP)
+
     check = commands.add_parser(
         "check",
         help="integrity_check and foreign_key_check, read-only",
@@ -113,36 +128,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings_from_env(db=args.db, host=args.host, port=args.port))
         if args.command == "backup":
             return _backup(db_path_from(args.db), args.output, args.force)
+        if args.command == "restore":
+            return _restore(args.backup, db_path_from(args.db), args.force)
         if args.command == "check":
             return _check(db_path_from(args.db))
         if args.action == "import":
             return _import(db_path_from(args.db), args.file, args.dry_run)
         return _export(db_path_from(args.db), args.format, args.output)
-    except SettingError as error:
+    except (SettingError, db.DatabaseError, definitions_io.DefinitionsFileError) as error:
         print(f"sidecar: {error}", file=sys.stderr)
         return 2
-    except (db.DatabaseError, definitions_io.DefinitionsFileError) as error:
-        print(f"sidecar: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # e.g. an --output in a missing directory
+    except (OSError, sqlite3.Error) as error:  # e.g. an --output in a missing directory
         print(f"sidecar: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a backup's temporary file is removed once its thread ends
+        print("sidecar: interrupted", file=sys.stderr)
+        return 130
 
 
 def _backup(source: str, output: str, force: bool) -> int:
-    if not Path(source).is_file():
-        print(f"sidecar: no database at {source}", file=sys.stderr)
-        return 2
-    if Path(output).exists() and not force:
-        print(f"sidecar: {output} exists; use --force to overwrite it", file=sys.stderr)
-        return 1
     started = time.monotonic()
+    plan = backup.Backup.plan(source, output, force)
     total = os.path.getsize(source) + _size(f"{source}-wal")
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        copying = pool.submit(db.backup, source, output)
+        copying = pool.submit(plan.write)
         # The copy is one consistent snapshot (one step); show how far it has got meanwhile.
         while not _wait(copying, PROGRESS_SECONDS):
-            done = _size(f"{output}.partial")
+            done = _size(plan.temporary)
             print(f"copying: {done / MIB:.1f} of about {total / MIB:.1f} MiB", file=sys.stderr)
         pages = copying.result()
     elapsed = time.monotonic() - started
@@ -163,11 +175,16 @@ def _size(path: str) -> int:
         return 0
 
 
+def _restore(source: str, database: str, force: bool) -> int:
+    kept = backup.restore(source, database, force)
+    print(f"restored {database} from {source}")
+    if kept:
+        print(f"the replaced file is kept as {kept}")
+    return 0
+
+
 def _check(path: str) -> int:
-    if not Path(path).is_file():
-        print(f"sidecar: no database at {path}", file=sys.stderr)
-        return 2
-    problems = db.check(path)
+    problems = backup.check(path)
     for problem in problems:
         print(problem)
     if problems:

@@ -123,6 +123,7 @@ def test_every_help_describes_every_option() -> None:
         [],
         ["serve"],
         ["backup"],
+        ["restore"],
         ["check"],
         ["definitions"],
         ["definitions", "import"],
