@@ -21,6 +21,7 @@ import pytest
 from sidecar import db
 from tests.clirun import refusal, run
 from tests.realserver import RealServer, start_server
+from tests.test_migrations import write_v1_file
 from tests.test_real_server import (
     Load,
     assert_all_present,
@@ -373,3 +374,22 @@ def test_restore_refuses_a_missing_backup_or_the_live_file_itself(
     write(server, 1, 1)
     refusal(run("restore", str(tmp_path / "nope.db"), "--db", str(server.db_path)), "nope.db")
     refusal(run("restore", str(server.db_path), "--db", str(server.db_path)))
+
+
+def test_restore_takes_an_older_schema_and_the_next_start_upgrades_it(tmp_path: Path) -> None:
+    old = tmp_path / "v1-backup.db"
+    write_v1_file(old)
+    live = tmp_path / "achievements.db"
+    db.prepare(str(live))
+    result = run("restore", str(old), "--db", str(live))
+    assert result.returncode == 0, result.stderr
+    server = start_server(live)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10) as client:
+            names_ = [d["name"] for d in client.get(DEFINITIONS).json()]
+        assert sorted(names_) == ["Streak", "Worker I"]
+        assert server.terminate() == 0
+    finally:
+        server.stop()
+    with closing(sqlite3.connect(live)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (db.SCHEMA_VERSION,)
