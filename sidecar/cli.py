@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar import backup, db, definitions_io
-from sidecar.settings import SETTINGS, SettingError, db_path_from, settings_from_env, version
+from sidecar.settings import (
+    SETTINGS,
+    SettingError,
+    db_path_from,
+    settings_from_env,
+    unknown_variables,
+    version,
+)
 
 PROGRESS_SECONDS = 1.0
 MIB = 1024 * 1024
@@ -125,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sidecar.server import serve
 
             # Every setting is read and checked here, before the file is opened or a port bound.
-            return serve(settings_from_env(db=args.db, host=args.host, port=args.port))
+            settings = settings_from_env(db=args.db, host=args.host, port=args.port)
+            for name in unknown_variables():
+                print(f"sidecar: warning: {name} is not a setting; ignored", file=sys.stderr)
+            return serve(settings)
         if args.command == "backup":
             return _backup(db_path_from(args.db), args.output, args.force)
         if args.command == "restore":

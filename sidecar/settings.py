@@ -263,6 +263,17 @@ SETTINGS = {
 }
 
 
+# Read by sidecar.client, which a bot may run with the same environment.
+CLIENT_VARIABLES = ("SIDECAR_URL", "SIDECAR_TIMEOUT")
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """SIDECAR_* names that are no setting: a typo (SIDECAR_TOKNE) would otherwise go unseen."""
+    environ = os.environ if env is None else env
+    known = {*SETTINGS, *CLIENT_VARIABLES}
+    return sorted(name for name in environ if name.startswith("SIDECAR_") and name not in known)
+
+
 def _read(
     variable: str,
     flag_value: str | None,

@@ -11,7 +11,7 @@ import pytest
 from sidecar import settings as settings_module
 from sidecar.settings import SettingError, Settings, settings_from_env
 from tests.clirun import refusal, run
-from tests.realserver import free_port
+from tests.realserver import free_port, start_server
 
 # (flags after `serve`, environment, the setting the message must name, a word of what it accepts)
 BAD = [
@@ -180,3 +180,14 @@ def test_any_other_mistake_is_one_line_never_a_traceback(
     for word in words:
         assert word in last, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_unknown_sidecar_variable_is_named_in_a_warning(tmp_path: Path) -> None:
+    """SIDECAR_TOKNE=... would otherwise run the service without a token, unseen."""
+    server = start_server(tmp_path / "a.db", {"SIDECAR_TOKNE": "secret", "SIDECAR_URL": "x"})
+    try:
+        log = server.log()
+    finally:
+        server.stop()
+    assert "SIDECAR_TOKNE is not a setting" in log
+    assert "SIDECAR_URL" not in log
