@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import metadata
-from typing import TypeVar
+from typing import Any
 
 import msgspec
 
@@ -27,8 +27,6 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_IDEMPOTENCY_TTL = 24 * 3600
 DEFAULT_IDEMPOTENCY_BUDGET_MB = 256
 MIB = 1024 * 1024
-
-T = TypeVar("T")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,13 +82,18 @@ _HOST_NAME = re.compile(
 _TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
 
 
-def _integer(low: int, high: int) -> Callable[[str], int]:
+def _whole(low: int, high: int) -> tuple[Callable[[str], int], str]:
+    """A parser of whole numbers in low..high, and its description."""
+
     def parse(text: str) -> int:
         if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
             raise ValueError
         return int(text)
 
-    return parse
+    return parse, f"a whole number {low}-{high}"
+
+
+_port, PORTS = _whole(1, 65535)
 
 
 def _is_host(text: str) -> bool:
@@ -119,13 +122,13 @@ def _allowed_entry(entry: str) -> str:
         if port:
             if not port.startswith(":"):
                 raise ValueError
-            _integer(1, 65535)(port[1:])
+            _port(port[1:])
         return entry
     name, colon, port = entry.rpartition(":")
     if not colon:
         name = entry
     elif port:
-        _integer(1, 65535)(port)
+        _port(port)
     else:
         raise ValueError
     if ":" in name or not _is_host(name):
@@ -153,17 +156,24 @@ def _synchronous(text: str) -> str:
     return text.upper()
 
 
-def _seconds(low: Decimal, high: Decimal) -> Callable[[str], Decimal]:
-    def parse(text: str) -> Decimal:
-        match = _DURATION.fullmatch(text.strip())
-        if match is None:
-            raise ValueError
-        seconds = Decimal(match[1]) * _UNIT_SECONDS[match[2].lower()]
-        if not low <= seconds <= high:
-            raise ValueError
-        return seconds
+def _duration(text: str) -> Decimal:
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError
+    return Decimal(match[1]) * _UNIT_SECONDS[match[2].lower()]
 
-    return parse
+
+def _seconds(low: str, high: str) -> tuple[Callable[[str], float], str]:
+    """A parser of durations from `low` to `high` ("0.1s", "365d"), in seconds, and its text."""
+    bounds = (_duration(low), _duration(high))
+
+    def parse(text: str) -> float:
+        seconds = _duration(text)
+        if not bounds[0] <= seconds <= bounds[1]:
+            raise ValueError
+        return float(seconds)
+
+    return parse, f"{low} to {high}, in seconds or with a unit: 90s, 30m, 24h, 7d"
 
 
 def _db_path(text: str) -> str:
@@ -174,95 +184,129 @@ def _db_path(text: str) -> str:
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting as `serve --help` and the README's table describe it."""
+    """One setting: where it comes from, how it is checked, and how `serve --help` (and the
+    README's table) describe it."""
 
     variable: str
     flag: str | None
     meaning: str
-    default: str
+    default: Any
+    shown_default: str
+    parse: Callable[[str], Any]
     accepted: str
 
     def describe(self) -> str:
-        return f"{self.meaning} (default {self.default}; accepted: {self.accepted})"
+        return f"{self.meaning} (default {self.shown_default}; accepted: {self.accepted})"
+
+    def read(self, flag_value: str | None, environ: Mapping[str, str]) -> Any:
+        """The flag when given, else the variable, else the default; SettingError if bad."""
+        name, text = (self.flag, flag_value) if flag_value is not None else (self.variable, None)
+        if text is None:
+            text = environ.get(self.variable)
+        if text is None:
+            return self.default
+        try:
+            return self.parse(text)
+        except (ValueError, ArithmeticError):
+            shown = text if len(text) <= 60 else f"{text[:57]}..."
+            raise SettingError(
+                f"{name}: {shown!r} is not accepted; accepted: {self.accepted}"
+            ) from None
 
 
-DURATION = "seconds, or a number with a unit: 90s, 30m, 24h, 7d"
 SETTINGS = {
     setting.variable: setting
     for setting in [
         Setting(
-            "SIDECAR_DB", "--db", "the SQLite file", DEFAULT_DB, "a path; its directory must exist"
+            "SIDECAR_DB",
+            "--db",
+            "the SQLite file",
+            DEFAULT_DB,
+            DEFAULT_DB,
+            _db_path,
+            "a path; its directory must exist",
         ),
         Setting(
             "SIDECAR_HOST",
             "--host",
             "address to bind",
             DEFAULT_HOST,
+            DEFAULT_HOST,
+            _host,
             "an IPv4 or IPv6 address or a host name",
         ),
         Setting(
-            "SIDECAR_PORT", "--port", "port to bind", str(DEFAULT_PORT), "a whole number 1-65535"
+            "SIDECAR_PORT", "--port", "port to bind", DEFAULT_PORT, str(DEFAULT_PORT), _port, PORTS
         ),
         Setting(
             "SIDECAR_TOKEN",
             None,
             "bearer token that every route but /health requires",
-            "unset (no token)",
+            None,
+            "unset",
+            _token,
             "1-4096 visible ASCII characters, no spaces; unset the variable to run without one",
         ),
         Setting(
             "SIDECAR_ALLOWED_HOSTS",
             None,
             "Host headers allowed beyond loopback names and IP addresses",
+            (),
             "unset",
+            _allowed_hosts,
             "comma-separated host (any port), host:port, [IPv6]:port, or * (no check)",
         ),
         Setting(
             "SIDECAR_SYNCHRONOUS",
             None,
-            "NORMAL survives a crash; FULL also power loss (one fsync per commit)",
+            "NORMAL survives a crash, FULL also a power loss, at one fsync per commit",
             "NORMAL",
-            "NORMAL or FULL",
+            "NORMAL",
+            _synchronous,
+            "NORMAL or FULL (any case)",
         ),
         Setting(
             "SIDECAR_MAX_STREAMS",
             None,
             "open event streams at most",
+            DEFAULT_MAX_STREAMS,
             str(DEFAULT_MAX_STREAMS),
-            "1-100000",
+            *_whole(1, 100_000),
         ),
         Setting(
             "SIDECAR_MAX_CONNECTIONS",
             None,
             "open connections at most",
+            DEFAULT_MAX_CONNECTIONS,
             str(DEFAULT_MAX_CONNECTIONS),
-            "1-1000000",
+            *_whole(1, 1_000_000),
         ),
         Setting(
             "SIDECAR_REQUEST_TIMEOUT",
             None,
             "time for a request's headers and body to arrive",
+            DEFAULT_REQUEST_TIMEOUT,
             f"{DEFAULT_REQUEST_TIMEOUT:g}s",
-            f"0.1 s to 1 h: {DURATION}",
+            *_seconds("0.1s", "1h"),
         ),
         Setting(
             "SIDECAR_IDEMPOTENCY_TTL",
             None,
             "how long idempotency keys are kept",
+            DEFAULT_IDEMPOTENCY_TTL,
             "24h",
-            f"1 s to 365 d: {DURATION}",
+            *_seconds("1s", "365d"),
         ),
         Setting(
             "SIDECAR_IDEMPOTENCY_BUDGET_MB",
             None,
-            "stored idempotent answers at most, in MiB (oldest purged first)",
+            "stored idempotent answers at most, in MiB, oldest purged first",
+            DEFAULT_IDEMPOTENCY_BUDGET_MB,
             str(DEFAULT_IDEMPOTENCY_BUDGET_MB),
-            "1-1048576",
+            *_whole(1, 1_048_576),
         ),
     ]
 }
-
-
 # Read by sidecar.client, which a bot may run with the same environment.
 CLIENT_VARIABLES = ("SIDECAR_URL", "SIDECAR_TIMEOUT")
 
@@ -274,33 +318,9 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     return sorted(name for name in environ if name.startswith("SIDECAR_") and name not in known)
 
 
-def _read(
-    variable: str,
-    flag_value: str | None,
-    environ: Mapping[str, str],
-    parse: Callable[[str], T],
-    default: T,
-) -> T:
-    """The flag when given, else the variable, else the default; checked by `parse`."""
-    setting = SETTINGS[variable]
-    name, text = (setting.flag, flag_value) if flag_value is not None else (variable, None)
-    if text is None:
-        text = environ.get(variable)
-    if text is None:
-        return default
-    try:
-        return parse(text)
-    except (ValueError, ArithmeticError):
-        shown = text if len(text) <= 60 else f"{text[:57]}..."
-        raise SettingError(
-            f"{name}: {shown!r} is not accepted; accepted: {setting.accepted}"
-        ) from None
-
-
 def db_path_from(flag: str | None, env: Mapping[str, str] | None = None) -> str:
     """The database every command uses: `--db`, else SIDECAR_DB, else ./achievements.db."""
-    environ = os.environ if env is None else env
-    return _read("SIDECAR_DB", flag, environ, _db_path, DEFAULT_DB)
+    return str(SETTINGS["SIDECAR_DB"].read(flag, os.environ if env is None else env))
 
 
 def settings_from_env(
@@ -312,35 +332,18 @@ def settings_from_env(
 ) -> Settings:
     """Flags win over SIDECAR_* variables, which win over the defaults; every value checked."""
     environ = os.environ if env is None else env
-
-    def variable(name: str, parse: Callable[[str], T], default: T) -> T:
-        return _read(name, None, environ, parse, default)
-
-    ttl = variable(
-        "SIDECAR_IDEMPOTENCY_TTL",
-        _seconds(Decimal(1), Decimal(365 * 86400)),
-        Decimal(DEFAULT_IDEMPOTENCY_TTL),
-    )
-    timeout = variable(
-        "SIDECAR_REQUEST_TIMEOUT",
-        _seconds(Decimal("0.1"), Decimal(3600)),
-        Decimal(str(DEFAULT_REQUEST_TIMEOUT)),
-    )
-    budget_mb = variable(
-        "SIDECAR_IDEMPOTENCY_BUDGET_MB", _integer(1, 1_048_576), DEFAULT_IDEMPOTENCY_BUDGET_MB
-    )
+    flags = {"SIDECAR_DB": db, "SIDECAR_HOST": host, "SIDECAR_PORT": port}
+    value = {name: setting.read(flags.get(name), environ) for name, setting in SETTINGS.items()}
     return Settings(
-        db_path=db_path_from(db, environ),
-        host=_read("SIDECAR_HOST", host, environ, _host, DEFAULT_HOST),
-        port=_read("SIDECAR_PORT", port, environ, _integer(1, 65535), DEFAULT_PORT),
-        token=variable("SIDECAR_TOKEN", _token, None),
-        allowed_hosts=variable("SIDECAR_ALLOWED_HOSTS", _allowed_hosts, ()),
-        synchronous=variable("SIDECAR_SYNCHRONOUS", _synchronous, "NORMAL"),
-        max_streams=variable("SIDECAR_MAX_STREAMS", _integer(1, 100_000), DEFAULT_MAX_STREAMS),
-        max_connections=variable(
-            "SIDECAR_MAX_CONNECTIONS", _integer(1, 1_000_000), DEFAULT_MAX_CONNECTIONS
-        ),
-        request_timeout=float(timeout),
-        idempotency_ttl_seconds=int(ttl),
-        idempotency_budget_bytes=budget_mb * MIB,
+        db_path=value["SIDECAR_DB"],
+        host=value["SIDECAR_HOST"],
+        port=value["SIDECAR_PORT"],
+        token=value["SIDECAR_TOKEN"],
+        allowed_hosts=value["SIDECAR_ALLOWED_HOSTS"],
+        synchronous=value["SIDECAR_SYNCHRONOUS"],
+        max_streams=value["SIDECAR_MAX_STREAMS"],
+        max_connections=value["SIDECAR_MAX_CONNECTIONS"],
+        request_timeout=value["SIDECAR_REQUEST_TIMEOUT"],
+        idempotency_ttl_seconds=int(value["SIDECAR_IDEMPOTENCY_TTL"]),
+        idempotency_budget_bytes=value["SIDECAR_IDEMPOTENCY_BUDGET_MB"] * MIB,
     )
