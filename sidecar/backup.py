@@ -210,7 +210,10 @@ def restore(backup: str, database: str, force: bool) -> str | None:
     Returns where the replaced file was kept (`<db>.before-restore`), None if there was none."""
     problems = check(backup, "backup")
     if problems:
-        raise DatabaseError(f"{backup} is not a sound backup: {problems[0]}")
+        more = (
+            f" and {len(problems) - 1} more (sidecar check --db {backup})" if problems[1:] else ""
+        )
+        raise DatabaseError(f"{backup} is not a sound backup: {problems[0]}{more}")
     directory = os.path.dirname(os.path.abspath(database))
     if not os.path.isdir(directory):
         raise DatabaseError(f"directory {directory} does not exist (for {database})")
