@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
+import resource
 import sqlite3
 import threading
 import time
@@ -42,6 +44,62 @@ CHECKPOINT_EVERY_SECONDS = 0.1
 
 class DatabaseError(Exception):
     """The database file cannot be used; the message is one clear line for the operator."""
+
+
+class DatabaseGone(Exception):
+    """The file at the database's path is no longer the one the service has open."""
+
+
+class StorageFull(Exception):
+    """A write failed for lack of room: a full filesystem or the file-size limit."""
+
+
+class WriterStopped(Exception):
+    """The writer thread is not running: a bug, since it survives every failing job."""
+
+
+# Room below which an I/O error of a write counts as a full disk (see `out_of_room`).
+ROOM_MARGIN_BYTES = 1024 * 1024
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def out_of_room(path: str) -> bool:
+    """Whether the database's files have no room left to grow.
+
+    SQLite reports ENOSPC as SQLITE_FULL, but a write past the process's file-size limit (EFBIG)
+    as a plain I/O error: that one is told from other I/O errors by the files' sizes.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    files = (path, f"{path}-wal")
+    if soft != resource.RLIM_INFINITY and any(_size(f) + ROOM_MARGIN_BYTES > soft for f in files):
+        return True
+    try:
+        stats = os.statvfs(Path(path).parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < ROOM_MARGIN_BYTES
+
+
+FileIdentity = tuple[tuple[int, int] | None, ...]
+
+
+def file_identity(path: str) -> FileIdentity:
+    """(device, inode) of the database file and its WAL (None where missing)."""
+    identity: list[tuple[int, int] | None] = []
+    for name in (path, f"{path}-wal"):
+        try:
+            stats = os.stat(name)
+        except FileNotFoundError:
+            identity.append(None)
+        else:
+            identity.append((stats.st_dev, stats.st_ino))
+    return tuple(identity)
 
 
 def schema_sql() -> str:
@@ -230,11 +288,23 @@ _STOP = object()
 
 
 class Writer:
-    """The one thread that writes. `await writer.run(fn)` runs fn(connection) in a transaction."""
+    """The one thread that writes. `await writer.run(fn)` runs fn(connection) in a transaction.
+
+    Before each group and before answering it, the writer checks that the file at the path is
+    still the one it has open (device and inode, of the file and of its WAL): once it is not
+    (deleted, or replaced by another file), every write is refused with DatabaseGone, and
+    nothing more is written to the unlinked file.
+    """
 
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
+        self._path = path
         self._connection = connect(path, synchronous)
         self._connection.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer does it
+        # A read opens the file and its WAL, so that the identity below is of the open files.
+        self._connection.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        self._identity = file_identity(path)
+        self._gone = False
+        self._gone_lock = threading.Lock()
         self._checkpointer = Checkpointer(path, synchronous)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
@@ -242,11 +312,32 @@ class Writer:
         self._after_commit: list[Callable[[], None]] = []
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def gone(self) -> bool:
+        """The database file was deleted or replaced under the service (checked now)."""
+        if not self._gone and file_identity(self._path) != self._identity:
+            with self._gone_lock:
+                if not self._gone:
+                    self._gone = True
+                    log.error(
+                        "database file %s was deleted or replaced while serving: refusing writes",
+                        self._path,
+                    )
+        return self._gone
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` on the event loop after each commit (e.g. to wake feed readers)."""
         self._after_commit.append(callback)
 
     async def run(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        if self._gone:
+            raise DatabaseGone(f"{self._path} was deleted or replaced")
+        if not self._thread.is_alive():
+            raise WriterStopped("the writer thread has stopped")
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Job(function, future))
         return await future
@@ -285,27 +376,47 @@ class Writer:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         connection = self._connection
         try:
+            if self.gone:
+                raise DatabaseGone(f"{self._path} was deleted or replaced")
             connection.execute("BEGIN IMMEDIATE")
             for job in group:
                 outcomes.append(self._run_job(connection, job))
             connection.execute("COMMIT")
             self._checkpointer.poke()
-        except Exception as error:
+            if self.gone:  # committed to a file that is no longer at the path: not acknowledged
+                raise DatabaseGone(f"{self._path} was deleted or replaced")
+        except BaseException as error:
             # The commit (or the transaction around the group) failed, e.g. the disk is full:
             # nothing of the group is written, so every caller gets the error.
             with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-            outcomes = [(job, None, error) for job in group]
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            failure = self._answerable(error)
+            outcomes = [(job, None, failure) for job in group]
         self._loop.call_soon_threadsafe(self._deliver, outcomes)
 
-    @staticmethod
+    def _answerable(self, error: BaseException) -> Exception:
+        """The error a caller gets: a full disk told apart from other I/O errors, and anything
+        that is not an Exception (which would end the thread, or the event loop) wrapped."""
+        if not isinstance(error, Exception):
+            log.error("a write raised %r; the writer goes on", error)
+            failure = RuntimeError(f"a write raised {error!r}")
+            failure.__cause__ = error
+            return failure
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR and out_of_room(self._path):
+            full = StorageFull(str(error))
+            full.__cause__ = error
+            return full
+        return error
+
     def _run_job(
-        connection: sqlite3.Connection, job: _Job
+        self, connection: sqlite3.Connection, job: _Job
     ) -> tuple[_Job, Any, BaseException | None]:
         connection.execute("SAVEPOINT job")
         try:
             result = job.run(connection)
-        except Exception as error:
+        except BaseException as error:
             try:
                 connection.execute("ROLLBACK TO job")
                 connection.execute("RELEASE job")
@@ -313,7 +424,7 @@ class Writer:
                 # SQLite already rolled the whole transaction back (e.g. on SQLITE_FULL):
                 # the group fails, and every caller gets this job's error.
                 raise error from None
-            return job, None, error
+            return job, None, self._answerable(error)
         connection.execute("RELEASE job")
         return job, result, None
 

@@ -53,12 +53,16 @@ class Service:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        gone = self._writer is not None and self._writer.gone
         if self._readers is not None:
             await self._readers.close()
         if self._writer is not None:
             await self._writer.close()
         # Every other connection is closed: fold the WAL in, so the .db file alone is a backup.
-        await asyncio.to_thread(db.checkpoint, self.settings.db_path)
+        # Not when the file at the path is no longer ours: that would create an empty file, or
+        # write into the operator's replacement.
+        if not gone:
+            await asyncio.to_thread(db.checkpoint, self.settings.db_path)
 
     async def _purge_old_keys(self) -> None:
         while True:

@@ -172,3 +172,23 @@ async def test_commits_are_checkpointed_beside_the_writer_not_inside_a_commit(
             break
         await asyncio.sleep(0.05)
     assert in_main_file(path, tmp_path) == list(range(1, 51))
+
+
+class Abort(BaseException):
+    """Not an Exception: what a job's bug or a stray SystemExit looks like to the writer."""
+
+
+async def test_a_job_raising_a_base_exception_is_answered_and_the_writer_goes_on(
+    writer: tuple[db.Writer, str],
+) -> None:
+    w, path = writer
+
+    def abort(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO t (n) VALUES (5)")
+        raise Abort("not an Exception")
+
+    with pytest.raises(Exception, match="Abort"):
+        await asyncio.wait_for(w.run(abort), 10)
+    assert w.alive
+    assert await asyncio.wait_for(w.run(insert(6)), 10) == 6
+    assert rows(path) == [6]

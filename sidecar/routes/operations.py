@@ -9,7 +9,7 @@ from litestar import Request, get
 from litestar.response.base import ASGIResponse
 
 from sidecar import __version__, store
-from sidecar.db import SCHEMA_VERSION
+from sidecar.db import SCHEMA_VERSION, DatabaseGone, WriterStopped
 from sidecar.models import Health
 from sidecar.routes.common import answer, service_of
 
@@ -18,7 +18,13 @@ OPENAPI_PATH = "/schema/openapi.json"
 
 @get("/health", opt={"answer": Health})
 async def health(request: Request[Any, Any, Any]) -> ASGIResponse:
-    store.ping(service_of(request).readers)
+    service = service_of(request)
+    # Raised here, answered by the exception handler: 503 DATABASE_GONE, 500 for a dead writer.
+    if service.writer.gone:
+        raise DatabaseGone(f"{service.settings.db_path} was deleted or replaced")
+    if not service.writer.alive:
+        raise WriterStopped("the writer thread has stopped")
+    store.ping(service.readers)
     return answer(Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
 
 
