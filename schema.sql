@@ -9,8 +9,10 @@ CREATE TABLE users (
 ) STRICT;
 
 -- key and metadata come last: that is where migration 2 added them to a version-1 file.
+-- AUTOINCREMENT: a deleted definition's id is never given to a new one, so the ids in the feed
+-- and in backups keep meaning one achievement.
 CREATE TABLE achievements (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     -- Bytes, not length(): SQLite's length() stops at a NUL character. 4 bytes a character at most.
     name         TEXT NOT NULL CHECK (name <> '' AND length(CAST(name AS BLOB)) <= 4 * 255),
     description  TEXT CHECK (length(CAST(description AS BLOB)) <= 4 * 10000),

@@ -32,7 +32,7 @@ log = logging.getLogger("sidecar")
 T = TypeVar("T")
 Parameters = Sequence[Any] | Mapping[str, Any]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # RETURNING, STRICT tables and the JSON functions are all there from 3.37.
 MIN_SQLITE = (3, 37, 0)
 BUSY_TIMEOUT_MS = 5000
@@ -131,11 +131,14 @@ def schema_objects(connection: sqlite3.Connection, kind: str) -> list[tuple[str,
     ).fetchall()
 
 
-def recreate_triggers_sql() -> str:
-    """Drop and re-create every trigger of schema.sql, as the last step of an upgrade.
+def recreate_triggers_sql(connection: sqlite3.Connection) -> tuple[str, str]:
+    """(drop, create): SQL that drops every trigger the file has, and SQL that creates every
+    trigger of schema.sql; an upgrade runs the first before its migrations, the second after.
 
     Triggers hold no data: taking them from schema.sql after the migrations leaves a migrated
-    file with exactly the triggers of a fresh one, so a migration changes tables and rows only.
+    file with exactly the triggers of a fresh one (also when an old release or an operator added
+    one that today's schema does not name), so a migration changes tables and rows only, and
+    no old trigger fires while a migration rebuilds a table.
     """
     scratch = sqlite3.connect(":memory:")
     try:
@@ -143,7 +146,10 @@ def recreate_triggers_sql() -> str:
         triggers = schema_objects(scratch, "trigger")
     finally:
         scratch.close()
-    return "\n".join(f"DROP TRIGGER IF EXISTS {name};\n{sql};" for name, sql in triggers)
+    drop = "".join(
+        f'DROP TRIGGER IF EXISTS "{name}";\n' for name, _ in schema_objects(connection, "trigger")
+    )
+    return drop, "\n".join(f"{sql};" for _, sql in triggers)
 
 
 def check_sqlite_version() -> None:
@@ -194,8 +200,9 @@ def prepare(path: str) -> None:
                 raise DatabaseError(f"{path} holds tables that are not this service's schema")
             _upgrade(connection, [schema_sql()])
         elif version < SCHEMA_VERSION:
+            drop, create = recreate_triggers_sql(connection)
             scripts = [script for _, script in migrations_after(version)]
-            _upgrade(connection, [*scripts, recreate_triggers_sql()])
+            _upgrade(connection, [drop, *scripts, create])
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DatabaseError(f"{path} cannot be switched to WAL mode (got {mode})")
@@ -216,16 +223,28 @@ def prepare(path: str) -> None:
 
 
 def _upgrade(connection: sqlite3.Connection, scripts: list[str]) -> None:
-    """Run the scripts and set user_version in one transaction: all of it, or nothing."""
+    """Run the scripts and set user_version in one transaction: all of it, or nothing.
+
+    Foreign keys are off meanwhile, so that a migration that rebuilds a table (drop, rename)
+    cascades nothing; they are checked before the commit instead.
+    """
     body = "\n".join(scripts)
+    connection.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: set before
     try:
+        # One script, without the COMMIT: executescript would commit a transaction begun apart.
         connection.executescript(
-            f"BEGIN IMMEDIATE;\n{body}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+            f"BEGIN IMMEDIATE;\n{body}\nPRAGMA user_version = {SCHEMA_VERSION};"
         )
+        broken = connection.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise sqlite3.IntegrityError(f"foreign keys broken by the upgrade: {broken[:3]}")
+        connection.execute("COMMIT")
     except sqlite3.Error:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+    finally:
+        connection.execute("PRAGMA foreign_keys = ON")
 
 
 def checkpoint(path: str) -> None:
