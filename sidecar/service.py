@@ -44,6 +44,7 @@ class Service:
         db.prepare(self.settings.db_path)
         self._writer = db.Writer(self.settings.db_path, self.settings.synchronous)
         self._writer.on_commit(self.feed.poke)
+        await self._writer.run(store.seed_clock)
         self._readers = await db.Readers.open(self.settings.db_path)
         self._purger = asyncio.create_task(self._purge_old_keys())
 

@@ -7,6 +7,7 @@ Read functions are async and go through the read-only `Readers`.
 
 from __future__ import annotations
 
+import calendar
 import sqlite3
 import time
 from decimal import Decimal
@@ -44,17 +45,43 @@ _LATER = (
 
 # The formatted second of the last call: a batch asks for the time once per item.
 _last_second: tuple[int, str] = (-1, "")
+# The latest timestamp handed out (milliseconds since the epoch): the service's clock never runs
+# behind it, whatever the wall clock does (stepped back by NTP or by hand). Seeded from the file
+# at start (`seed_clock`). Read and moved by the writer's thread only.
+_latest_ms = 0
 
 
 def utc_now() -> str:
-    """RFC 3339 UTC with milliseconds: 2026-11-24T08:25:23.123Z (sorts as text)."""
-    global _last_second
-    seconds, fraction = divmod(time.time_ns() // 1_000_000, 1000)
+    """RFC 3339 UTC with milliseconds: 2026-11-24T08:25:23.123Z (sorts as text); never earlier
+    than a timestamp this process handed out or found in the file at start."""
+    global _last_second, _latest_ms
+    _latest_ms = max(time.time_ns() // 1_000_000, _latest_ms)
+    seconds, fraction = divmod(_latest_ms, 1000)
     second, text = _last_second
     if second != seconds:
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _last_second = (seconds, text)
     return f"{text}.{fraction:03d}Z"
+
+
+def seed_clock(connection: sqlite3.Connection) -> None:
+    """Move the clock up to the latest timestamp the file holds, in queries that stay cheap at
+    millions of rows: indexed maxima, the newest rows by id, and the definitions (few)."""
+    global _latest_ms
+    latest = connection.execute(
+        "SELECT max("
+        "(SELECT coalesce(max(unlocked_at), '') FROM user_achievements), "
+        "(SELECT coalesce(max(updated_at), '') FROM achievements), "
+        "(SELECT coalesce(max(created_at), '') FROM idempotency_keys), "
+        "coalesce((SELECT unlocked_at FROM events ORDER BY id DESC LIMIT 1), ''), "
+        "coalesce((SELECT updated_at FROM user_achievements ORDER BY id DESC LIMIT 1), ''))"
+    ).fetchone()[0]
+    try:
+        moment = time.strptime(latest[:19], "%Y-%m-%dT%H:%M:%S")
+        milliseconds = calendar.timegm(moment) * 1000 + int(latest[20:23])
+    except ValueError:  # an empty file, or a timestamp this service did not write
+        return
+    _latest_ms = max(_latest_ms, milliseconds)
 
 
 def achievement_from(row: Any) -> Achievement:
