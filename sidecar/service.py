@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import time
 from dataclasses import dataclass, field
 
 from sidecar import db, store
@@ -16,8 +15,8 @@ from sidecar.settings import Settings
 
 log = logging.getLogger("sidecar")
 
-# Idempotency keys are kept at least this long, then purged in small bites.
-KEY_RETENTION_SECONDS = 24 * 3600
+# Idempotency keys past their TTL (settings.idempotency_ttl_seconds) are purged this often at
+# most, in small bites; until then they are ignored (writes.py).
 PURGE_EVERY_SECONDS = 600
 PURGE_BITE = 500
 
@@ -66,19 +65,15 @@ class Service:
             await asyncio.to_thread(db.checkpoint, self.settings.db_path)
 
     async def _purge_old_keys(self) -> None:
-        while True:
-            cutoff = time.strftime(
-                "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - KEY_RETENTION_SECONDS)
-            )
-            try:
-                await self._purge_before(cutoff)
-            except Exception:
-                log.exception("purging old idempotency keys failed; will try again")
-            await asyncio.sleep(PURGE_EVERY_SECONDS)
+        ttl = self.settings.idempotency_ttl_seconds
 
-    async def _purge_before(self, cutoff: str) -> None:
         def bite(connection: sqlite3.Connection) -> int:
-            return store.purge_responses(connection, cutoff, PURGE_BITE)
+            return store.purge_responses(connection, store.timestamp_before(ttl), PURGE_BITE)
 
-        while await self.writer.run(bite) == PURGE_BITE:
-            pass
+        while True:
+            try:
+                while await self.writer.run(bite) == PURGE_BITE:
+                    pass
+            except Exception as error:
+                log.warning("purging old idempotency keys failed (%s); will try again", error)
+            await asyncio.sleep(min(PURGE_EVERY_SECONDS, ttl))

@@ -32,7 +32,12 @@ async def health(request: Request[Any, Any, Any]) -> ASGIResponse:
 async def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
     service = service_of(request)
     rows = await store.table_rows(service.readers)
-    body = request.app.state.metrics.exposition(service.settings.db_path, rows)
+    metrics = request.app.state.metrics
+    keys, size, evicted = store.idempotency_usage(service.readers)
+    metrics.idempotency_keys.set(keys)
+    metrics.idempotency_bytes.set(size)
+    metrics.idempotency_evicted.set(evicted)
+    body = metrics.exposition(service.settings.db_path, rows)
     return ASGIResponse(body=body, media_type="text/plain; version=0.0.4")
 
 
