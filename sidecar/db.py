@@ -40,6 +40,13 @@ BUSY_TIMEOUT_MS = 5000
 MAX_GROUP = 256
 # While writes go on, the WAL is checkpointed at most this often.
 CHECKPOINT_EVERY_SECONDS = 0.1
+# A checkpoint that could not finish (a reader on an old snapshot) is tried again this often,
+# also when no write comes.
+CHECKPOINT_RETRY_SECONDS = 1.0
+# The WAL grows during a burst while readers hold old snapshots; once it is folded in, it is
+# cut back to this size (journal_size_limit at the writer's next commit, or a TRUNCATE
+# checkpoint when quiet).
+JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class DatabaseError(Exception):
@@ -267,6 +274,7 @@ class Checkpointer:
 
     def __init__(self, path: str, synchronous: str) -> None:
         self._connection = connect(path, synchronous)
+        self._wal = f"{path}-wal"
         self._wanted = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="sidecar-checkpoint", daemon=True)
@@ -283,18 +291,34 @@ class Checkpointer:
 
     def _serve(self) -> None:
         try:
+            unfinished = False
             while True:
-                self._wanted.wait()
+                self._wanted.wait(CHECKPOINT_RETRY_SECONDS if unfinished else None)
                 if self._stopping:
                     return
                 self._wanted.clear()
                 try:
-                    self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    unfinished = self._checkpoint()
                 except sqlite3.Error as error:  # e.g. the disk is full: the next poke tries again
                     log.warning("checkpoint failed: %s", error)
                 time.sleep(CHECKPOINT_EVERY_SECONDS)
         finally:
             self._connection.close()
+
+    def _checkpoint(self) -> bool:
+        """Fold the WAL in (PASSIVE); once all of it is, cut a WAL over its limit back (TRUNCATE,
+        without waiting for anyone). Returns whether something is left to do."""
+        _, frames, folded = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames != folded:
+            return True
+        if _size(self._wal) <= JOURNAL_SIZE_LIMIT_BYTES:
+            return False
+        self._connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy = self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return bool(busy)
 
 
 @dataclass
@@ -319,6 +343,7 @@ class Writer:
         self._path = path
         self._connection = connect(path, synchronous)
         self._connection.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer does it
+        self._connection.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
         # A read opens the file and its WAL, so that the identity below is of the open files.
         self._connection.execute("SELECT count(*) FROM sqlite_schema").fetchone()
         self._identity = file_identity(path)
