@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import sqlite3
 import time
+import zlib
 from decimal import Decimal
 from typing import Any
 
@@ -343,6 +344,21 @@ def delete_user(connection: sqlite3.Connection, user_id: int) -> DeletedUser:
 
 # Keys evicted by one statement at most, when stored answers pass their budget.
 EVICT_BITE = 64
+# Answers from this size on are stored zlib-compressed (level 1: well under a millisecond for
+# the largest); a JSON answer starts with `{` or `[`, a zlib stream with 0x78 (`x`), so a
+# stored body tells which it is. A replay gives back the very bytes first sent.
+COMPRESS_FROM_BYTES = 4096
+
+
+def _packed(body: bytes) -> bytes:
+    if len(body) < COMPRESS_FROM_BYTES:
+        return body
+    packed = zlib.compress(body, 1)
+    return packed if len(packed) < len(body) else body
+
+
+def _unpacked(stored: bytes) -> bytes:
+    return zlib.decompress(stored) if stored[:1] == b"x" else stored
 
 
 def stored_response(connection: sqlite3.Connection, key: str, expired_before: str) -> Any:
@@ -351,10 +367,12 @@ def stored_response(connection: sqlite3.Connection, key: str, expired_before: st
     row = connection.execute(
         "SELECT fingerprint, status, body, created_at FROM idempotency_keys WHERE key = ?", (key,)
     ).fetchone()
-    if row is not None and row[3] < expired_before:
+    if row is None:
+        return None
+    if row[3] < expired_before:
         connection.execute("DELETE FROM idempotency_keys WHERE key = ?", (key,))
         return None
-    return row
+    return row[0], row[1], _unpacked(row[2])
 
 
 def store_response(
@@ -370,7 +388,7 @@ def store_response(
     connection.execute(
         "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) "
         "VALUES (?, ?, ?, ?, ?)",
-        (key, fingerprint, answer[0], answer[1], utc_now()),
+        (key, fingerprint, answer[0], _packed(answer[1]), utc_now()),
     )
     while True:
         keys, used = connection.execute(

@@ -348,3 +348,20 @@ async def test_past_the_budget_the_oldest_keys_go_first(make_client: Any, sql: A
         assert metric(text, "sidecar_idempotency_keys") == keys
         assert 0 < metric(text, "sidecar_idempotency_bytes") <= budget
         assert metric(text, "sidecar_idempotency_evicted_keys") == 201 - keys
+
+
+async def test_large_answers_are_stored_compressed_and_replayed_byte_for_byte(
+    client: Any, sql: Any, achievement: int
+) -> None:
+    metadata = {"log": ["the same line, again and again"] * 1800, "big": 2**70, "x": 1.50}
+    body = {"userId": 1, "achievementId": 1, "metadata": metadata}
+    first = await client.post(PROGRESS, json=body, headers=key("large"))
+    assert first.status_code == 200 and len(first.content) > 55_000
+    stored = sql("SELECT length(body) FROM idempotency_keys WHERE key = 'large'")[0][0]
+    assert stored < len(first.content) // 10
+    again = await client.post(PROGRESS, json=body, headers=key("large"))
+    assert again.headers[REPLAYED] == "true"
+    assert again.content == first.content
+    # Small answers are stored as they are: JSON text.
+    await client.post(APPLY, json={**INC, "userId": 2}, headers=key("small"))
+    assert sql("SELECT substr(body, 1, 1) FROM idempotency_keys WHERE key = 'small'") == [(b"{",)]
