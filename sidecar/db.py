@@ -154,7 +154,8 @@ def recreate_triggers_sql(connection: sqlite3.Connection) -> tuple[str, str]:
     finally:
         scratch.close()
     drop = "".join(
-        f'DROP TRIGGER IF EXISTS "{name}";\n' for name, _ in schema_objects(connection, "trigger")
+        'DROP TRIGGER IF EXISTS "{}";\n'.format(name.replace('"', '""'))
+        for name, _ in schema_objects(connection, "trigger")
     )
     return drop, "\n".join(f"{sql};" for _, sql in triggers)
 
@@ -275,6 +276,8 @@ class Checkpointer:
     def __init__(self, path: str, synchronous: str) -> None:
         self._connection = connect(path, synchronous)
         self._wal = f"{path}-wal"
+        # Set once the file at the path is no longer the one open: nothing more is written to it.
+        self.halted = False
         self._wanted = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="sidecar-checkpoint", daemon=True)
@@ -308,6 +311,8 @@ class Checkpointer:
     def _checkpoint(self) -> bool:
         """Fold the WAL in (PASSIVE); once all of it is, cut a WAL over its limit back (TRUNCATE,
         without waiting for anyone). Returns whether something is left to do."""
+        if self.halted:
+            return False
         _, frames, folded = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames != folded:
             return True
@@ -367,6 +372,7 @@ class Writer:
             with self._gone_lock:
                 if not self._gone:
                     self._gone = True
+                    self._checkpointer.halted = True
                     log.error(
                         "database file %s was deleted or replaced while serving: refusing writes",
                         self._path,

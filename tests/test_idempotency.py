@@ -302,12 +302,12 @@ async def test_keys_older_than_a_day_are_purged(make_client: Any, db_path: Path,
 
 
 async def test_keys_are_kept_for_the_configured_ttl(make_client: Any) -> None:
-    async with make_client(idempotency_ttl_seconds=1) as client:
+    async with make_client(idempotency_ttl_seconds=2) as client:
         await create_definition(client, "Counted")
         first = await client.post(APPLY, json=INC, headers=key("short-lived"))
         again = await client.post(APPLY, json=INC, headers=key("short-lived"))
         assert again.headers[REPLAYED] == "true" and await count(client) == 1
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(2.2)
         # Past its TTL the key is a new key, purged or not: the write applies again.
         late = await client.post(APPLY, json=INC, headers=key("short-lived"))
         assert late.status_code == 200 and REPLAYED not in late.headers

@@ -253,6 +253,8 @@ def test_an_upgrade_drops_every_trigger_of_the_old_file(tmp_path: Path) -> None:
             "  INSERT INTO audit VALUES ((SELECT count(*) FROM achievements)); END;"
             "CREATE TRIGGER retired_on_achievements AFTER UPDATE ON achievements BEGIN "
             "  INSERT INTO audit VALUES (new.id); END;"
+            'CREATE TRIGGER "retired ""quoted"" name" AFTER DELETE ON users BEGIN '
+            "  INSERT INTO audit VALUES (old.id); END;"
         )
     db.prepare(str(old))
     db.prepare(str(fresh))
