@@ -338,10 +338,10 @@ _STOP = object()
 class Writer:
     """The one thread that writes. `await writer.run(fn)` runs fn(connection) in a transaction.
 
-    Before each group and before answering it, the writer checks that the file at the path is
-    still the one it has open (device and inode, of the file and of its WAL): once it is not
-    (deleted, or replaced by another file), every write is refused with DatabaseGone, and
-    nothing more is written to the unlinked file.
+    Before answering a group, the writer checks that the file at the path is still the one it
+    has open (device and inode, of the file and of its WAL): once it is not (deleted, or
+    replaced by another file), that group and every later write are refused with DatabaseGone,
+    and nothing more is written to the unlinked file. /health checks the same.
     """
 
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
@@ -426,14 +426,16 @@ class Writer:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         connection = self._connection
         try:
-            if self.gone:
+            if self._gone:  # found out before: nothing more is written to the unlinked file
                 raise DatabaseGone(f"{self._path} was deleted or replaced")
             connection.execute("BEGIN IMMEDIATE")
             for job in group:
                 outcomes.append(self._run_job(connection, job))
             connection.execute("COMMIT")
             self._checkpointer.poke()
-            if self.gone:  # committed to a file that is no longer at the path: not acknowledged
+            # Checked once a group (two stats, ~7 us), after the commit: a group committed to a
+            # file that is no longer at the path is not acknowledged.
+            if self.gone:
                 raise DatabaseGone(f"{self._path} was deleted or replaced")
         except BaseException as error:
             # The commit (or the transaction around the group) failed, e.g. the disk is full:
