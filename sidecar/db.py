@@ -333,6 +333,8 @@ class _Job:
 
 
 _STOP = object()
+# Not a job: wakes the writer thread to act on news (the file is gone) when no write comes.
+_WAKE = object()
 
 
 class Writer:
@@ -354,6 +356,7 @@ class Writer:
         self._identity = file_identity(path)
         self._gone = False
         self._gone_lock = threading.Lock()
+        self._wal_emptied = False
         self._checkpointer = Checkpointer(path, synchronous)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
@@ -373,6 +376,7 @@ class Writer:
                 if not self._gone:
                     self._gone = True
                     self._checkpointer.halted = True
+                    self._queue.put(_WAKE)  # the writer thread then empties our WAL
                     log.error(
                         "database file %s was deleted or replaced while serving: refusing writes",
                         self._path,
@@ -404,12 +408,32 @@ class Writer:
                 first = self._queue.get()
                 if first is _STOP:
                     return
-                group, stop = self._drain([first])
-                self._run_group(group)
+                group, stop = self._drain([] if first is _WAKE else [first])
+                if group:
+                    self._run_group(group)
+                elif self._gone and not self._wal_emptied:  # found out by /health
+                    self._empty_wal()
                 if stop:
                     return
         finally:
             self._connection.close()
+
+    def _empty_wal(self) -> None:
+        """Once the file is gone: empty our WAL if it is still at the path. Its pages belong to
+        the file that is gone; left there, they would be replayed into whatever file is opened
+        at the path next (a replacement copy after a kill -9: rows it never had, broken indexes).
+        """
+        self._wal_emptied = True
+        if file_identity(self._path)[1] != self._identity[1]:
+            return  # deleted too, or the replacement's own
+        try:
+            busy = self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as error:
+            busy, reason = 1, str(error)
+        else:
+            reason = "readers in the way"
+        if busy:
+            log.error("could not empty the WAL of the replaced database (%s)", reason)
 
     def _drain(self, group: list[_Job]) -> tuple[list[_Job], bool]:
         while len(group) < MAX_GROUP:
@@ -419,7 +443,8 @@ class Writer:
                 return group, False
             if job is _STOP:
                 return group, True
-            group.append(job)
+            if job is not _WAKE:
+                group.append(job)
         return group, False
 
     def _run_group(self, group: Sequence[_Job]) -> None:
@@ -445,6 +470,8 @@ class Writer:
                     connection.execute("ROLLBACK")
             failure = self._answerable(error)
             outcomes = [(job, None, failure) for job in group]
+        if self._gone and not self._wal_emptied:  # before any caller hears of it
+            self._empty_wal()
         self._loop.call_soon_threadsafe(self._deliver, outcomes)
 
     def _answerable(self, error: BaseException) -> Exception:

@@ -73,3 +73,30 @@ def test_database_replaced_by_an_older_copy_refuses_writes(server: RealServer) -
     assert server.terminate(signal.SIGTERM) == 0
     assert hashlib.sha256(db_path.read_bytes()).hexdigest() == digest
     assert server.log().count("deleted or replaced") == 1
+
+
+def test_a_kill_after_the_replacement_leaves_the_replacement_sound(server: RealServer) -> None:
+    """Our WAL, still at the path, holds pages of the file that was replaced: they must not be
+    replayed into the replacement when it is next opened (that corrupted its indexes)."""
+    db_path = server.db_path
+    older = db_path.with_name("older.db")
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        achievement = client.post(DEFINITIONS, json={"name": "Kept"}).json()["id"]
+        write_some(client, achievement, range(1, 6))
+        with closing(sqlite3.connect(db_path)) as live, closing(sqlite3.connect(older)) as copy:
+            live.backup(copy)
+        # Many more rows after the copy, so that the WAL holds pages the copy lacks.
+        for user in range(6, 300):
+            client.post(
+                PROGRESS,
+                json={"userId": user, "achievementId": achievement, "metadata": {"pad": "x" * 500}},
+            )
+        staged = db_path.with_name("staged.db")
+        shutil.copyfile(older, staged)
+        os.replace(staged, db_path)
+        assert_gone(client, achievement)
+    server.kill()
+    with closing(sqlite3.connect(db_path)) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        rows = connection.execute("SELECT user_id FROM user_achievements ORDER BY 1").fetchall()
+    assert rows == [(user,) for user in range(1, 6)]  # the copy's rows, as the operator put it
