@@ -215,6 +215,20 @@ class StorageFull(SidecarError):
     code = "STORAGE_FULL"
 
 
+class StorageError(SidecarError):
+    code = "STORAGE_ERROR"
+
+
+class DatabaseBusy(SidecarError):
+    """Another process holds the database's write lock; the answer carries Retry-After."""
+
+    code = "DATABASE_BUSY"
+
+
+class DatabaseGone(SidecarError):
+    code = "DATABASE_GONE"
+
+
 class InternalError(SidecarError):
     code = "INTERNAL_ERROR"
 
@@ -249,6 +263,9 @@ ERRORS: dict[str, type[SidecarError]] = {
         InvalidPath,
         IdempotencyKeyReused,
         StorageFull,
+        StorageError,
+        DatabaseBusy,
+        DatabaseGone,
         InternalError,
     )
 }
