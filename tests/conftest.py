@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from sidecar.app import create_app
 from sidecar.settings import Settings
+from tests import pg
 from tests.realserver import RealServer, start_server
 
 BASE_URL = "http://127.0.0.1:8787"
@@ -67,3 +68,10 @@ def server(db_path: Path) -> Iterator[RealServer]:
         yield real
     finally:
         real.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for the session (tests/pg.py); the tests that use it skip, with one
+    line saying why, when there is none."""
+    yield from pg.session_url()

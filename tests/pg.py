@@ -20,6 +20,8 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +225,24 @@ def session_url() -> Iterator[str]:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+def database_url(server_url: str, name: str) -> str:
+    """The server's URL with another database name."""
+    parts = urllib.parse.urlsplit(server_url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """An empty database of its own on the server (dropped afterwards): its URL."""
+    import psycopg
+
+    name = f"sidecar_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_url(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,6 @@ from tests import pg
 psycopg = pytest.importorskip(
     "psycopg", reason="psycopg is not installed (pip install -e '.[test]')"
 )
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    yield from pg.session_url()
 
 
 def test_the_server_answers_and_runs_no_process_as_root(postgres_url: str) -> None:

@@ -1,0 +1,67 @@
+"""The PostgreSQL backend (`--db postgresql://...`): its schema, versioned like SQLite's.
+
+schema.sql here is the PostgreSQL twin of the top-level schema.sql: the same tables and columns,
+with what several sidecar processes on one database need (see its header). Its own version
+numbers start at 1 in the schema_version table.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+SCHEMA_VERSION = 1
+
+
+def schema_sql() -> str:
+    return resources.files("sidecar.postgres").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+# Each trigger-kept counter, as its tables' sums and as a recount from the rows themselves
+# (both sorted, keys that sum to nothing left out): the two must be equal. For `check`.
+COUNTER_CHECKS: dict[str, tuple[str, str]] = {
+    "totals": (
+        "SELECT coalesce(sum(users), 0), coalesce(sum(users_with_progress), 0) FROM totals",
+        "SELECT (SELECT count(*) FROM users), "
+        "(SELECT count(DISTINCT user_id) FROM user_achievements)",
+    ),
+    "user_stats": (
+        "SELECT user_id, progress_rows, unlocked_count, reached_at FROM user_stats "
+        "WHERE progress_rows <> 0 OR unlocked_count <> 0 OR reached_at IS NOT NULL ORDER BY 1",
+        "SELECT user_id, count(*), count(unlocked_at), max(unlocked_at) FROM user_achievements "
+        "GROUP BY user_id ORDER BY 1",
+    ),
+    "user_stats rows": (
+        "SELECT user_id FROM user_stats ORDER BY 1",
+        "SELECT id FROM users ORDER BY 1",
+    ),
+    "achievement_stats": (
+        "SELECT a.id, coalesce(sum(s.progress_rows), 0), coalesce(sum(s.unlocked_count), 0) "
+        "FROM achievements a LEFT JOIN achievement_stats s ON s.achievement_id = a.id "
+        "GROUP BY a.id ORDER BY 1",
+        "SELECT a.id, count(p.id), count(p.unlocked_at) FROM achievements a "
+        "LEFT JOIN user_achievements p ON p.achievement_id = a.id GROUP BY a.id ORDER BY 1",
+    ),
+    **{
+        table: (
+            f"SELECT unlocked_count, {bucket}, sum(users) FROM {table} "
+            f"GROUP BY 1, 2 HAVING sum(users) <> 0 ORDER BY 1, 2",
+            f"SELECT unlocked_count, {prefix}, count(*) FROM user_stats "
+            "WHERE unlocked_count > 0 GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        for table, bucket, prefix in (
+            ("unlock_histogram", "0", "0"),
+            ("unlock_months", "month", "left(coalesce(reached_at, ''), 7)"),
+            ("unlock_days", "day", "left(coalesce(reached_at, ''), 10)"),
+            ("unlock_hours", "hour", "left(coalesce(reached_at, ''), 13)"),
+        )
+    },
+    "idempotency_usage": (
+        "SELECT coalesce(sum(keys), 0), coalesce(sum(bytes), 0) FROM idempotency_usage",
+        "SELECT count(*), coalesce(sum(2 * octet_length(key) + length(fingerprint) "
+        "+ length(body) + 2 * octet_length(created_at) + 48), 0) FROM idempotency_keys",
+    ),
+    "events": (
+        "SELECT last_id FROM event_counter",
+        "SELECT coalesce(max(id), 0) FROM events",
+    ),
+}
