@@ -1,8 +1,11 @@
 """All SQL of the service, in one place.
 
 Write functions are synchronous and take the writer's connection: the Writer runs each of them
-inside its transaction (and a SAVEPOINT), so a read followed by a write here is race-free.
-Read functions are async and go through the read-only `Readers`.
+inside its transaction (and a SAVEPOINT), so a read followed by a write here is race-free: on
+SQLite because one writer runs every write, on PostgreSQL (several processes) because each write
+first takes the locks that its dialect names (sidecar/dialect.py). Read functions go through
+the read-only `Readers`. The SQL is written to run on both backends (sums cast to BIGINT, no
+two-argument max()); the PostgreSQL connection rewrites its placeholders.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from sidecar import dialect
 from sidecar.db import Readers
 from sidecar.errors import ApiError, not_found
 from sidecar.models import (
@@ -36,9 +40,12 @@ UNLOCKED_EVENT = "achievement.unlocked"
 _ACHIEVEMENT_COLUMNS = "id, key, name, description, metadata, created_at, updated_at"
 _PROGRESS_COLUMNS = "id, user_id, achievement_id, unlocked_at, metadata, created_at, updated_at"
 
+# The newest event id given (PostgreSQL reads its event counter instead).
+LAST_EVENT_ID = "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'"
+
 # `updated_at` must move on every update, also twice in one millisecond: take the later of now
 # and one millisecond after the stored value.
-_LATER = (
+LATER = (
     "CASE WHEN :now > updated_at THEN :now "
     "ELSE strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds') END"
 )
@@ -80,12 +87,13 @@ def seed_clock(connection: sqlite3.Connection) -> None:
     millions of rows: indexed maxima, the newest rows by id, and the definitions (few)."""
     global _latest_ms
     latest = connection.execute(
-        "SELECT max("
-        "(SELECT coalesce(max(unlocked_at), '') FROM user_achievements), "
-        "(SELECT coalesce(max(updated_at), '') FROM achievements), "
-        "(SELECT coalesce(max(created_at), '') FROM idempotency_keys), "
-        "coalesce((SELECT unlocked_at FROM events ORDER BY id DESC LIMIT 1), ''), "
-        "coalesce((SELECT updated_at FROM user_achievements ORDER BY id DESC LIMIT 1), ''))"
+        "SELECT coalesce(max(t), '') FROM ("
+        "SELECT (SELECT max(unlocked_at) FROM user_achievements) AS t "
+        "UNION ALL SELECT (SELECT max(updated_at) FROM achievements) "
+        "UNION ALL SELECT (SELECT max(created_at) FROM idempotency_keys) "
+        "UNION ALL SELECT (SELECT unlocked_at FROM events ORDER BY id DESC LIMIT 1) "
+        "UNION ALL SELECT (SELECT updated_at FROM user_achievements ORDER BY id DESC LIMIT 1)"
+        ") AS latest"
     ).fetchone()[0]
     try:
         moment = time.strptime(latest[:19], "%Y-%m-%dT%H:%M:%S")
@@ -129,7 +137,9 @@ def dump_metadata(value: dict[str, Any]) -> str:
 def achievement_id(connection: sqlite3.Connection, ref: AchievementRef) -> int:
     """The id of an existing achievement, by id or key; 404 when there is none."""
     column = "id" if isinstance(ref, int) else "key"
-    row = connection.execute(f"SELECT id FROM achievements WHERE {column} = ?", (ref,)).fetchone()
+    row = connection.execute(
+        f"SELECT id FROM achievements WHERE {column} = ?{dialect.of(connection).key_share}", (ref,)
+    ).fetchone()
     if row is None:
         raise not_found("ACHIEVEMENT_NOT_FOUND", f"no achievement {column} {ref}")
     return int(row[0])
@@ -150,6 +160,8 @@ def create_achievement(
     key: str | None,
     metadata: str,
 ) -> Achievement:
+    if key is not None:
+        dialect.of(connection).claim(connection, f"key {key}")
     _check_key_free(connection, key, None)
     now = utc_now()
     row = connection.execute(
@@ -177,11 +189,12 @@ def update_achievement(
     current = find_achievement(connection, ref)
     if current is None:
         raise not_found("ACHIEVEMENT_NOT_FOUND", f"no achievement {ref}")
-    if "key" in changes:
+    if changes.get("key") is not None:
+        dialect.of(connection).claim(connection, f"key {changes['key']}")
         _check_key_free(connection, changes["key"], current.id)
     assignments = "".join(f"{column} = :{column}, " for column in changes)
     row = connection.execute(
-        f"UPDATE achievements SET {assignments}updated_at = {_LATER} "
+        f"UPDATE achievements SET {assignments}updated_at = {LATER} "
         f"WHERE id = :id RETURNING {_ACHIEVEMENT_COLUMNS}",
         {**changes, "now": utc_now(), "id": current.id},
     ).fetchone()
@@ -235,13 +248,14 @@ def upsert_progress(
 ) -> UserAchievement:
     achievement = achievement_id(connection, ref)
     now = utc_now()
+    dialect.of(connection).lock_user(connection, user_id, now)
     _ensure_user(connection, user_id, now)
     row = connection.execute(
         "INSERT INTO user_achievements "
         "(user_id, achievement_id, metadata, created_at, updated_at) "
         "VALUES (:user, :achievement, :metadata, :now, :now) "
         "ON CONFLICT (user_id, achievement_id) DO UPDATE "
-        f"SET metadata = excluded.metadata, updated_at = {_LATER} "
+        f"SET metadata = excluded.metadata, updated_at = {LATER} "
         f"RETURNING {_PROGRESS_COLUMNS}",
         {"user": user_id, "achievement": achievement, "metadata": metadata, "now": now},
     ).fetchone()
@@ -252,6 +266,7 @@ def unlock_progress(
     connection: sqlite3.Connection, user_id: int, ref: AchievementRef
 ) -> UserAchievementChange:
     achievement = achievement_id(connection, ref)
+    dialect.of(connection).lock_user(connection, user_id, utc_now())
     row = _find_progress(connection, user_id, achievement)
     if row is not None and row[3] is not None:
         return change_from(row, newly_unlocked=False)
@@ -266,6 +281,7 @@ def apply_progress(
 ) -> UserAchievementChange:
     """Run `change(metadata) -> (new_metadata_text, conditions_hold)` on the row, atomically."""
     achievement = achievement_id(connection, ref)
+    dialect.of(connection).lock_user(connection, user_id, utc_now())
     row = _find_progress(connection, user_id, achievement)
     metadata, holds = change(load_metadata(row[4]) if row is not None else {})
     locked = row is None or row[3] is None
@@ -275,7 +291,7 @@ def apply_progress(
 def _update_sql(also_set: str) -> str:
     return (
         f"UPDATE user_achievements SET metadata = coalesce(:metadata, metadata), {also_set}"
-        f"updated_at = {_LATER} WHERE id = :id RETURNING {_PROGRESS_COLUMNS}"
+        f"updated_at = {LATER} WHERE id = :id RETURNING {_PROGRESS_COLUMNS}"
     )
 
 
@@ -319,6 +335,7 @@ def delete_progress(
     if isinstance(ref, str):
         found = connection.execute("SELECT id FROM achievements WHERE key = ?", (ref,)).fetchone()
         ref = int(found[0]) if found else 0
+    dialect.of(connection).lock_existing_user(connection, user_id)
     row = connection.execute(
         "DELETE FROM user_achievements WHERE user_id = ? AND achievement_id = ? "
         f"RETURNING {_PROGRESS_COLUMNS}",
@@ -330,6 +347,7 @@ def delete_progress(
 
 
 def delete_user(connection: sqlite3.Connection, user_id: int) -> DeletedUser:
+    dialect.of(connection).lock_existing_user(connection, user_id)
     progress = connection.execute(
         "SELECT progress_rows FROM user_stats WHERE user_id = ?", (user_id,)
     ).fetchone()
@@ -342,6 +360,13 @@ def delete_user(connection: sqlite3.Connection, user_id: int) -> DeletedUser:
 # --- idempotency keys --------------------------------------------------------------------
 
 
+# The usage counters as sums: one row on SQLite, insert-only deltas on PostgreSQL.
+_USAGE = (
+    "SELECT CAST(coalesce(sum(keys), 0) AS BIGINT), CAST(coalesce(sum(bytes), 0) AS BIGINT), "
+    "CAST(coalesce(sum(evicted), 0) AS BIGINT) FROM idempotency_usage"
+)
+# PostgreSQL inserts a delta instead (sidecar/postgres/connection.py).
+COUNT_EVICTED = "UPDATE idempotency_usage SET evicted = evicted + ? WHERE id = 1"
 # Keys evicted by one statement at most, when stored answers pass their budget.
 EVICT_BITE = 64
 # Answers from this size on are stored zlib-compressed (level 1: well under a millisecond for
@@ -364,6 +389,8 @@ def _unpacked(stored: bytes) -> bytes:
 def stored_response(connection: sqlite3.Connection, key: str, expired_before: str) -> Any:
     """(fingerprint, status, body) stored for `key`; None for a new key: one never stored, or
     stored before `expired_before` (past its TTL: deleted now, so that it can be stored again)."""
+    # A repeat of a request in flight on another process waits here for its commit.
+    dialect.of(connection).claim(connection, f"idempotency {key}")
     row = connection.execute(
         "SELECT fingerprint, status, body, created_at FROM idempotency_keys WHERE key = ?", (key,)
     ).fetchone()
@@ -391,9 +418,7 @@ def store_response(
         (key, fingerprint, answer[0], _packed(answer[1]), utc_now()),
     )
     while True:
-        keys, used = connection.execute(
-            "SELECT keys, bytes FROM idempotency_usage WHERE id = 1"
-        ).fetchone()
+        keys, used, _ = connection.execute(_USAGE).fetchone()
         if used <= budget_bytes or keys <= 1:
             return
         # About as many answers of the average size as the excess takes.
@@ -404,9 +429,7 @@ def store_response(
             (key, bite),
         ).fetchall()
         early = sum(created_at >= expired_before for (created_at,) in purged)
-        connection.execute(
-            "UPDATE idempotency_usage SET evicted = evicted + ? WHERE id = 1", (early,)
-        )
+        connection.execute(COUNT_EVICTED, (early,))
 
 
 def purge_responses(connection: sqlite3.Connection, older_than: str, limit: int) -> int:
@@ -473,9 +496,11 @@ async def events_after(readers: Readers, after: int, limit: int) -> list[Event]:
 
 async def achievement_stats(readers: Readers) -> list[AchievementStats]:
     rows = await readers.fetch_bulk(
-        "SELECT a.id, a.name, s.unlocked_count, s.progress_rows - s.unlocked_count, "
-        "(SELECT users_with_progress FROM totals WHERE id = 1) "
-        "FROM achievements a JOIN achievement_stats s ON s.achievement_id = a.id ORDER BY a.id"
+        "SELECT a.id, a.name, CAST(sum(s.unlocked_count) AS BIGINT), "
+        "CAST(sum(s.progress_rows - s.unlocked_count) AS BIGINT), "
+        "(SELECT CAST(coalesce(sum(users_with_progress), 0) AS BIGINT) FROM totals) "
+        "FROM achievements a JOIN achievement_stats s ON s.achievement_id = a.id "
+        "GROUP BY a.id, a.name ORDER BY a.id"
     )
     return [
         AchievementStats(row[0], row[1], row[2], row[3], row[2] / row[4] if row[4] else 0.0)
@@ -506,7 +531,7 @@ def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
         "  coalesce(substr(reached_at, 1, 10), '') AS day, "
         "  coalesce(substr(reached_at, 1, 13), '') AS hour FROM user_stats "
         "  WHERE user_id = :user AND unlocked_count > 0) "
-        "SELECT n, reached, "
+        "SELECT n, reached, CAST("
         "  (SELECT coalesce(sum(users), 0) FROM unlock_histogram WHERE unlocked_count > n) + "
         "  (SELECT coalesce(sum(users), 0) FROM unlock_months "
         "    WHERE unlocked_count = n AND month < me.month) + "
@@ -515,7 +540,7 @@ def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
         "  (SELECT coalesce(sum(users), 0) FROM unlock_hours "
         "    WHERE unlocked_count = n AND hour >= me.day AND hour < me.hour) + "
         "  (SELECT count(*) FROM user_stats WHERE unlocked_count > 0 AND unlocked_count = n "
-        "    AND reached_at >= me.hour AND (reached_at, user_id) < (reached, :user)) "
+        "    AND reached_at >= me.hour AND (reached_at, user_id) < (reached, :user)) AS BIGINT) "
         "FROM me",
         {"user": user_id},
     )
@@ -526,9 +551,7 @@ def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
 
 def idempotency_usage(readers: Readers) -> tuple[int, int, int]:
     """Stored idempotent answers: how many, their bytes, and how many were evicted early."""
-    keys, size, evicted = readers.fetch_one(
-        "SELECT keys, bytes, evicted FROM idempotency_usage WHERE id = 1"
-    )
+    keys, size, evicted = readers.fetch_one(_USAGE)
     return int(keys), int(size), int(evicted)
 
 
@@ -539,10 +562,10 @@ def ping(readers: Readers) -> None:
 async def table_rows(readers: Readers) -> dict[str, int]:
     """Row counts from the trigger-kept counters: no table scan, also at millions of rows."""
     rows = await readers.fetch_bulk(
-        "SELECT (SELECT users FROM totals WHERE id = 1), "
+        "SELECT (SELECT CAST(coalesce(sum(users), 0) AS BIGINT) FROM totals), "
         "(SELECT count(*) FROM achievements), "
-        "(SELECT coalesce(sum(progress_rows), 0) FROM achievement_stats), "
-        "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'), "
+        "(SELECT CAST(coalesce(sum(progress_rows), 0) AS BIGINT) FROM achievement_stats), "
+        f"({LAST_EVENT_ID}), "
         "(SELECT count(*) FROM idempotency_keys)"
     )
     names = ("users", "achievements", "user_achievements", "events", "idempotency_keys")
