@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from sidecar import postgres
+
 log = logging.getLogger("sidecar")
 
 T = TypeVar("T")
@@ -51,6 +53,10 @@ JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 class DatabaseError(Exception):
     """The database file cannot be used; the message is one clear line for the operator."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database server cannot be reached (PostgreSQL): 503, and the service goes on."""
 
 
 class DatabaseGone(Exception):
@@ -186,6 +192,9 @@ def prepare(path: str) -> None:
     Refuses (DatabaseError) a file that is not SQLite, is damaged, or comes from a newer release;
     it never rewrites such a file.
     """
+    if postgres.is_url(path):  # a PostgreSQL database: its own schema and checks
+        postgres.load().prepare(path)
+        return
     check_sqlite_version()
     target = Path(path)
     if target.exists() and not target.is_file():

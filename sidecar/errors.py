@@ -10,7 +10,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from sidecar.db import DatabaseGone, StorageFull
+from sidecar.db import DatabaseGone, DatabaseUnavailable, StorageFull
 
 log = logging.getLogger("sidecar")
 
@@ -37,6 +37,7 @@ TITLES: dict[str, str] = {
     "STORAGE_ERROR": "Storage failed",
     "DATABASE_BUSY": "Database is locked by another process",
     "DATABASE_GONE": "Database file was deleted or replaced",
+    "DATABASE_UNAVAILABLE": "Database server cannot be reached",
     "INTERNAL_ERROR": "Internal error",
 }
 
@@ -138,6 +139,10 @@ def problem_of(error: Exception) -> tuple[Problem, dict[str, str] | None]:
         return Problem(507, "STORAGE_FULL", TITLES["STORAGE_FULL"], str(error)), None
     if isinstance(error, DatabaseGone):  # the writer logged it once, when it found out
         return Problem(503, "DATABASE_GONE", TITLES["DATABASE_GONE"], str(error)), None
+    if isinstance(error, DatabaseUnavailable):  # PostgreSQL: the next request reconnects
+        log.warning("database unavailable: %s", error)
+        problem = Problem(503, "DATABASE_UNAVAILABLE", TITLES["DATABASE_UNAVAILABLE"], str(error))
+        return problem, {"Retry-After": RETRY_AFTER_SECONDS}
     primary = _primary_code(error)
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         log.warning("database busy: %s", error)

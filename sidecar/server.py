@@ -17,7 +17,7 @@ from types import FrameType
 
 import uvicorn
 
-from sidecar import db
+from sidecar import db, postgres
 from sidecar.app import create_app
 from sidecar.feed import Feed
 from sidecar.settings import Settings
@@ -83,7 +83,8 @@ def serve(settings: Settings) -> int:
     # make those no-ops, so that a clean stop exits with status 0.
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: None)
-    log.info("serving %s on http://%s:%d", settings.db_path, settings.host, settings.port)
+    database = postgres.redacted(settings.db_path)
+    log.info("serving %s on http://%s:%d", database, settings.host, settings.port)
     server.run()
     return 0 if server.started else 1
 

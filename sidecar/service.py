@@ -9,7 +9,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass, field
 
-from sidecar import db, store
+from sidecar import db, postgres, store
 from sidecar.feed import Feed
 from sidecar.settings import Settings
 
@@ -40,11 +40,18 @@ class Service:
         return self._readers
 
     async def start(self) -> None:
-        db.prepare(self.settings.db_path)
-        self._writer = db.Writer(self.settings.db_path, self.settings.synchronous)
+        database = self.settings.db_path
+        if postgres.is_url(database):
+            backend = postgres.load()
+            await asyncio.to_thread(backend.prepare, database)
+            self._writer = backend.Writer(database)
+            self._readers = await backend.Readers.open(database)
+        else:
+            db.prepare(database)
+            self._writer = db.Writer(database, self.settings.synchronous)
+            self._readers = await db.Readers.open(database)
         self._writer.on_commit(self.feed.poke)
         await self._writer.run(store.seed_clock)
-        self._readers = await db.Readers.open(self.settings.db_path)
         self._purger = asyncio.create_task(self._purge_old_keys())
 
     async def stop(self) -> None:
@@ -61,7 +68,7 @@ class Service:
         # Every other connection is closed: fold the WAL in, so the .db file alone is a backup.
         # Not when the file at the path is no longer ours: that would create an empty file, or
         # write into the operator's replacement.
-        if not gone:
+        if not gone and not postgres.is_url(self.settings.db_path):
             await asyncio.to_thread(db.checkpoint, self.settings.db_path)
 
     async def _purge_old_keys(self) -> None:

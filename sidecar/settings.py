@@ -220,11 +220,11 @@ SETTINGS = {
         Setting(
             "SIDECAR_DB",
             "--db",
-            "the SQLite file",
+            "the SQLite file, or a PostgreSQL database",
             DEFAULT_DB,
             DEFAULT_DB,
             _db_path,
-            "a path; its directory must exist",
+            "a path (its directory must exist), or postgresql://user:password@host:port/dbname",
         ),
         Setting(
             "SIDECAR_HOST",

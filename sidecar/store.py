@@ -43,12 +43,19 @@ _PROGRESS_COLUMNS = "id, user_id, achievement_id, unlocked_at, metadata, created
 # The newest event id given (PostgreSQL reads its event counter instead).
 LAST_EVENT_ID = "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'"
 
+
 # `updated_at` must move on every update, also twice in one millisecond: take the later of now
-# and one millisecond after the stored value.
-LATER = (
-    "CASE WHEN :now > updated_at THEN :now "
-    "ELSE strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds') END"
-)
+# and one millisecond after the stored value. In an upsert's DO UPDATE the column is named with
+# its table (PostgreSQL would not know it from the excluded row's).
+def _later(column: str) -> str:
+    return (
+        f"CASE WHEN :now > {column} THEN :now "
+        f"ELSE strftime('%Y-%m-%dT%H:%M:%fZ', {column}, '+0.001 seconds') END"
+    )
+
+
+LATER = _later("updated_at")
+LATER_IN_UPSERT = _later("user_achievements.updated_at")
 
 
 # The formatted second of the last call: a batch asks for the time once per item.
@@ -255,7 +262,7 @@ def upsert_progress(
         "(user_id, achievement_id, metadata, created_at, updated_at) "
         "VALUES (:user, :achievement, :metadata, :now, :now) "
         "ON CONFLICT (user_id, achievement_id) DO UPDATE "
-        f"SET metadata = excluded.metadata, updated_at = {LATER} "
+        f"SET metadata = excluded.metadata, updated_at = {LATER_IN_UPSERT} "
         f"RETURNING {_PROGRESS_COLUMNS}",
         {"user": user_id, "achievement": achievement, "metadata": metadata, "now": now},
     ).fetchone()

@@ -1,4 +1,11 @@
-"""Shared fixtures: an in-process client on a real file, and the real server in a subprocess."""
+"""Shared fixtures: an in-process client on a real file, and the real server in a subprocess.
+
+A test module marked `pytestmark = pytest.mark.both_backends` runs each of its tests on SQLite
+and on PostgreSQL (a fresh database each, on the session's server: tests/pg.py), through the
+`backend` parameter that `db_path` and everything built on it follow; a test in it marked
+`sqlite_only` (files, WAL, PRAGMAs) runs on SQLite alone. Other modules run on SQLite, their
+test ids unchanged.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +26,45 @@ from tests.realserver import RealServer, start_server
 BASE_URL = "http://127.0.0.1:8787"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_backends: run the module's tests on both backends")
+    config.addinivalue_line("markers", "sqlite_only: run on SQLite only (files, WAL, PRAGMAs)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("both_backends") is None:
+        return
+    backends = ["sqlite"]
+    if metafunc.definition.get_closest_marker("sqlite_only") is None:
+        backends.append("postgres")
+    metafunc.parametrize("backend", backends, indirect=True)
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "achievements.db"
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = getattr(request, "param", "sqlite")
+    return name
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_url: str) -> Iterator[str]:
+    """A database holding the service's schema, copied for each test (faster than a schema)."""
+    with pg.template_database(postgres_url) as name:
+        yield name
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The test's database: a file in tmp_path, or the URL of a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        yield tmp_path / "achievements.db"
+        return
+    server = request.getfixturevalue("postgres_url")
+    template = request.getfixturevalue("postgres_template")
+    with pg.fresh_database(server, template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -48,8 +91,11 @@ async def client(
 
 
 @pytest.fixture
-def sql(db_path: Path) -> Callable[..., list[tuple[Any, ...]]]:
-    """Run a query straight on the database file, as a user inspecting it would."""
+def sql(db_path: Any, backend: str) -> Callable[..., list[tuple[Any, ...]]]:
+    """Run a query straight on the database, as a user inspecting it would (on PostgreSQL with
+    SQLite's placeholders, as the store writes them)."""
+    if backend == "postgres":
+        return pg.query_function(str(db_path))
 
     def query(statement: str, *params: Any) -> list[tuple[Any, ...]]:
         # Committed and closed at once: a connection left to the garbage collector keeps the WAL

@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,15 +234,39 @@ def database_url(server_url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """An empty database of its own on the server (dropped afterwards): its URL."""
+def fresh_database(server_url: str, template: str = "template0") -> Iterator[str]:
+    """A database of its own on the server, a copy of `template` (dropped afterwards): its URL."""
     import psycopg
 
     name = f"sidecar_test_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
     try:
         yield database_url(server_url, name)
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def template_database(server_url: str) -> Iterator[str]:
+    """A database prepared as the service prepares an empty one (schema, version): its name."""
+    from sidecar.postgres import backend
+
+    with fresh_database(server_url) as url:
+        backend.prepare(url)
+        yield urllib.parse.urlsplit(url).path.lstrip("/")
+
+
+def query_function(url: str) -> Callable[..., list[tuple[Any, ...]]]:
+    """`query(statement, *params)` on the database, with the store's placeholders; committed."""
+    import psycopg
+
+    from sidecar.postgres.backend import translate
+
+    def query(statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url, autocommit=True) as connection:
+            cursor = connection.execute(translate(statement), params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    return query

@@ -20,6 +20,8 @@ from tests.helpers import (
     upsert,
 )
 
+pytestmark = pytest.mark.both_backends
+
 SNOWFLAKE = 80351110224678912  # a Discord snowflake, above 2**53
 MAX = 2**63 - 1
 ROW_FIELDS = {"id", "userId", "achievementId", "unlockedAt", "metadata", "createdAt", "updatedAt"}

@@ -7,9 +7,42 @@ numbers start at 1 in the schema_version table.
 
 from __future__ import annotations
 
+import urllib.parse
 from importlib import resources
+from typing import Any
 
 SCHEMA_VERSION = 1
+SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(database: str) -> bool:
+    """Whether --db / SIDECAR_DB names a PostgreSQL database rather than a SQLite file."""
+    return database.startswith(SCHEMES)
+
+
+def redacted(database: str) -> str:
+    """The database as it may be shown: a URL without its password (every log line and error
+    message names it so); a path as it is."""
+    if not is_url(database):
+        return database
+    parts = urllib.parse.urlsplit(database)
+    if parts.password is None:
+        return database
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def load() -> Any:
+    """sidecar.postgres.backend, which needs psycopg (the `postgres` extra)."""
+    from sidecar.db import DatabaseError
+
+    try:
+        from sidecar.postgres import backend as module
+    except ImportError as error:
+        raise DatabaseError(
+            f"PostgreSQL needs the driver: pip install 'achievements-sidecar[postgres]' ({error})"
+        ) from error
+    return module
 
 
 def schema_sql() -> str:

@@ -1,0 +1,371 @@
+"""The PostgreSQL backend: connections that run the store's SQL, the writer, the readers.
+
+The store's functions run unchanged on a `Connection` here: it rewrites SQLite's placeholders
+(`?`, `:name`) into psycopg's (`%s`, `%(name)s`) and the few SQLite-only expressions the store
+names (REWRITES), once per statement text, and carries the PostgreSQL dialect: the locks that
+make each write correct beside other sidecar processes (see sidecar/dialect.py).
+
+The Writer keeps the SQLite writer's shape: one thread, one connection, group commit (queued
+jobs share a transaction, one SAVEPOINT each). A job that PostgreSQL picks as a deadlock's
+victim (groups of several processes may take rows in opposite orders) or that fails to
+serialise is run again, alone, after its group commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from sidecar import db, store
+from sidecar.db import MAX_GROUP, DatabaseError, DatabaseUnavailable, Parameters
+from sidecar.dialect import Dialect
+from sidecar.errors import ApiError
+from sidecar.postgres import SCHEMA_VERSION, redacted, schema_sql
+
+log = logging.getLogger("sidecar")
+
+T = TypeVar("T")
+
+# Runs of a deadlock's victim alone, after its group, before its caller gets the error.
+RETRIES = 3
+
+
+# --- statements -----------------------------------------------------------------------------
+
+
+def _later(column: str) -> str:
+    return (
+        f"CASE WHEN :now > {column} THEN :now ELSE to_char("
+        f"({column}::timestamptz + interval '1 millisecond') AT TIME ZONE 'UTC', "
+        '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\') END'
+    )
+
+
+# The store's SQLite-only expressions and statements, and what PostgreSQL runs instead.
+REWRITES = {
+    store.LATER: _later("updated_at"),
+    store.LATER_IN_UPSERT: _later("user_achievements.updated_at"),
+    store.LAST_EVENT_ID: "SELECT last_id FROM event_counter",
+    store.COUNT_EVICTED: "INSERT INTO idempotency_usage (evicted) VALUES (?)",
+}
+
+# A string literal, a quoted name, a `::` cast, or a placeholder (`?` or `:name`), or a `%`.
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|\?|:([A-Za-z_]\w*)|%")
+
+
+@functools.lru_cache(maxsize=4096)
+def translate(sql: str) -> str:
+    """The store's SQL (SQLite's placeholders) as psycopg runs it."""
+    for sqlite, postgres in REWRITES.items():
+        sql = sql.replace(sqlite, postgres)
+
+    def token(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        if match.group(1):
+            return f"%({match.group(1)})s"
+        return text
+
+    return _TOKENS.sub(token, sql)
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    key_share = " FOR KEY SHARE"
+
+    def lock_user(self, connection: Any, user_id: int, now: str) -> None:
+        # ON CONFLICT DO UPDATE locks the row it meets, also when its WHERE changes nothing.
+        connection.execute(
+            "INSERT INTO users (id, created_at) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET created_at = users.created_at WHERE false",
+            (user_id, now),
+        )
+
+    def lock_existing_user(self, connection: Any, user_id: int) -> None:
+        connection.execute("SELECT FROM users WHERE id = ? FOR NO KEY UPDATE", (user_id,))
+
+    def claim(self, connection: Any, name: str) -> None:
+        connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
+
+
+POSTGRES = PostgresDialect()
+
+
+class Connection:
+    """A psycopg connection that runs the store's SQL (see `translate`)."""
+
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Any]:
+        try:
+            return self.raw.execute(translate(sql), parameters or None)
+        except psycopg.DataError as error:
+            if "NUL" not in str(error):
+                raise
+            # SQLite stores U+0000 in text; PostgreSQL's text cannot hold it.
+            raise ApiError(
+                422, "VALIDATION_FAILED", "text with U+0000 cannot be stored on PostgreSQL"
+            ) from error
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(url: str) -> Connection:
+    """An autocommit connection: transactions are begun explicitly, as on SQLite."""
+    try:
+        return Connection(psycopg.connect(url, autocommit=True))
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(f"cannot reach {redacted(url)}: {_first_line(error)}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+def prepare(url: str) -> None:
+    """Create the schema in an empty database, or check the version of the one there; refuses
+    (DatabaseError) a database that holds other tables or comes from a newer release. Several
+    sidecars starting at once on an empty database: one creates, the others wait and check."""
+    try:
+        connection = connect(url)
+    except DatabaseUnavailable as error:
+        raise DatabaseError(str(error)) from error
+    try:
+        with connection.raw.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(hashtextextended('sidecar', 0))")
+            tables = connection.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+            ).fetchone()
+            has_version = connection.execute(
+                "SELECT to_regclass('schema_version') IS NOT NULL"
+            ).fetchone()
+            if has_version is not None and has_version[0]:
+                row = connection.execute("SELECT version FROM schema_version").fetchone()
+                version = row[0] if row else 0
+                if version > SCHEMA_VERSION:
+                    raise DatabaseError(
+                        f"{redacted(url)} has schema version {version}; "
+                        f"this release knows up to {SCHEMA_VERSION}"
+                    )
+                return
+            if tables is not None and tables[0]:
+                raise DatabaseError(f"{redacted(url)} holds tables that are not this service's")
+            connection.raw.execute(schema_sql())
+            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    except psycopg.Error as error:
+        raise DatabaseError(f"{redacted(url)}: {_first_line(error)}") from error
+    finally:
+        connection.close()
+
+
+# --- the writer -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Write:
+    run: Callable[[Any], Any]
+    future: asyncio.Future[Any]
+
+
+_STOP = object()
+_RETRIED = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+
+
+class Writer(db.Writer):
+    """The SQLite Writer's interface (run, on_commit, alive, gone, close) on PostgreSQL; a
+    subclass for its type only: every method is its own."""
+
+    def __init__(self, url: str) -> None:  # no super().__init__(): it opens a SQLite file
+        self._url = url
+        self._pg: Connection | None = connect(url)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._after_commit: list[Callable[[], None]] = []
+        self._thread = threading.Thread(target=self._serve, name="sidecar-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def gone(self) -> bool:
+        return False  # a database server has no file to be deleted under us
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)
+
+    async def run(self, function: Callable[[Any], T]) -> T:
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_Write(function, future))
+        return await future
+
+    async def close(self) -> None:
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        try:
+            while (first := self._queue.get()) is not _STOP:
+                group = [first]
+                stop = False
+                while len(group) < MAX_GROUP:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is _STOP:
+                        stop = True
+                        break
+                    group.append(job)
+                self._group(group)
+                if stop:
+                    return
+        finally:
+            if self._pg is not None:
+                self._pg.close()
+
+    def _group(self, group: Sequence[_Write]) -> None:
+        outcomes = self._transaction(group)
+        for _ in range(RETRIES):
+            again = [job for job, _, error in outcomes if isinstance(error, _RETRIED)]
+            if not again:
+                break
+            settled = [outcome for outcome in outcomes if not isinstance(outcome[2], _RETRIED)]
+            outcomes = settled + list(
+                itertools.chain.from_iterable(self._transaction([job]) for job in again)
+            )
+        self._loop.call_soon_threadsafe(self._hand_over, outcomes)
+
+    def _transaction(
+        self, group: Sequence[_Write]
+    ) -> list[tuple[_Write, Any, BaseException | None]]:
+        try:
+            if self._pg is None or self._pg.raw.closed:
+                self._pg = connect(self._url)
+            connection = self._pg
+            connection.execute("BEGIN")
+            outcomes = [self._one(connection, job) for job in group]
+            connection.execute("COMMIT")
+            return outcomes
+        except BaseException as error:
+            failure = self._answerable(error)
+            if self._pg is not None and not self._pg.raw.closed:
+                with contextlib.suppress(psycopg.Error):
+                    self._pg.execute("ROLLBACK")
+            return [(job, None, failure) for job in group]
+
+    def _answerable(self, error: BaseException) -> Exception:
+        if isinstance(error, psycopg.OperationalError) and not isinstance(error, _RETRIED):
+            # The server went away (restarted, unreachable): reconnect at the next group.
+            if self._pg is not None:
+                with contextlib.suppress(psycopg.Error):
+                    self._pg.close()
+            self._pg = None
+            return DatabaseUnavailable(f"{redacted(self._url)}: {_first_line(error)}")
+        if isinstance(error, Exception):
+            return error
+        failure = RuntimeError(f"a write raised {error!r}")
+        failure.__cause__ = error
+        return failure
+
+    def _one(self, connection: Connection, job: _Write) -> tuple[_Write, Any, BaseException | None]:
+        connection.execute("SAVEPOINT job")
+        try:
+            result = job.run(connection)
+        except Exception as error:
+            if isinstance(error, psycopg.OperationalError) and not isinstance(error, _RETRIED):
+                raise  # the connection is lost: the group fails
+            connection.execute("ROLLBACK TO job")
+            connection.execute("RELEASE job")
+            return job, None, error
+        connection.execute("RELEASE job")
+        return job, result, None
+
+    def _hand_over(self, outcomes: list[tuple[_Write, Any, BaseException | None]]) -> None:
+        for job, result, error in outcomes:
+            if job.future.done():
+                continue
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        for callback in self._after_commit:
+            callback()
+
+
+# --- the readers ----------------------------------------------------------------------------
+
+
+class Readers(db.Readers):
+    """The SQLite Readers' interface on two autocommit connections: one for the small reads
+    (run inline, as on SQLite: a round trip to a local server), one for the bulk reads, in a
+    thread. Each read sees every transaction committed before it, by any sidecar."""
+
+    def __init__(self, url: str) -> None:  # no super().__init__(): it holds SQLite connections
+        self._url = url
+        self._inline_pg = connect(url)
+        self._threaded_pg = connect(url)
+        self._version = itertools.count()
+
+    @classmethod
+    async def open(cls, path: str) -> Readers:
+        return await asyncio.to_thread(cls, path)
+
+    def _run(self, connection: Connection, sql: str, parameters: Parameters, all_: bool) -> Any:
+        try:
+            cursor = connection.execute(sql, parameters)
+            return cursor.fetchall() if all_ else cursor.fetchone()
+        except psycopg.OperationalError as error:
+            if connection.raw.closed:  # reconnect at the next read
+                with contextlib.suppress(DatabaseUnavailable):
+                    fresh = connect(self._url)
+                    if connection is self._inline_pg:
+                        self._inline_pg = fresh
+                    else:
+                        self._threaded_pg = fresh
+            raise DatabaseUnavailable(f"{redacted(self._url)}: {_first_line(error)}") from error
+
+    def fetch_one(self, sql: str, parameters: Parameters = ()) -> Any:
+        return self._run(self._inline_pg, sql, parameters, all_=False)
+
+    def fetch_all(self, sql: str, parameters: Parameters = ()) -> list[Any]:
+        rows: list[Any] = self._run(self._inline_pg, sql, parameters, all_=True)
+        return rows
+
+    def data_version(self) -> int:
+        """Other sidecars' commits are not signalled here yet: a new value each call, so no
+        answer is ever served from the cache."""
+        return next(self._version)
+
+    async def fetch_bulk(self, sql: str, parameters: Parameters = ()) -> list[Any]:
+        rows: list[Any] = await asyncio.to_thread(
+            self._run, self._threaded_pg, sql, parameters, True
+        )
+        return rows
+
+    async def close(self) -> None:
+        self._inline_pg.close()
+        self._threaded_pg.close()
