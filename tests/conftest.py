@@ -107,9 +107,9 @@ def sql(db_path: Any, backend: str) -> Callable[..., list[tuple[Any, ...]]]:
 
 
 @pytest.fixture
-def server(db_path: Path) -> Iterator[RealServer]:
-    """The real service, `python -m sidecar serve`, on a free port and the test's file."""
-    real = start_server(db_path)
+def server(db_path: Any, tmp_path: Path) -> Iterator[RealServer]:
+    """The real service, `python -m sidecar serve`, on a free port and the test's database."""
+    real = start_server(db_path, log_dir=tmp_path)
     try:
         yield real
     finally:

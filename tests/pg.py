@@ -270,3 +270,18 @@ def query_function(url: str) -> Callable[..., list[tuple[Any, ...]]]:
             return cursor.fetchall() if cursor.description else []
 
     return query
+
+
+def dump(url: str) -> list[str]:
+    """Every row of every table of the database, as text, sorted: equal dumps, equal data."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        tables = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+        ).fetchall()
+        return [
+            f"{table}: {row}"
+            for (table,) in tables
+            for (row,) in connection.execute(f'SELECT t::text FROM "{table}" t ORDER BY 1')
+        ]

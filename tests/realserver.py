@@ -22,11 +22,16 @@ def free_port() -> int:
 
 
 class RealServer:
-    def __init__(self, db_path: Path, port: int, env: dict[str, str]) -> None:
+    def __init__(
+        self, db_path: Path | str, port: int, env: dict[str, str], log_dir: Path | None = None
+    ) -> None:
         self.db_path = db_path
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self.log_path = db_path.with_suffix(f".{port}.log")
+        # Beside the file; a PostgreSQL URL's server logs into log_dir.
+        self.log_path = (
+            log_dir / f"server.{port}.log" if log_dir else Path(db_path).with_suffix(f".{port}.log")
+        )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sidecar", "serve", "--db", str(db_path), "--port", str(port)],
@@ -72,10 +77,12 @@ class RealServer:
         self._log.close()
 
 
-def start_server(db_path: Path, extra_env: dict[str, str] | None = None) -> RealServer:
+def start_server(
+    db_path: Path | str, extra_env: dict[str, str] | None = None, log_dir: Path | None = None
+) -> RealServer:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
     env.update(extra_env or {})
-    server = RealServer(db_path, free_port(), env)
+    server = RealServer(db_path, free_port(), env, log_dir)
     try:
         server.wait_healthy()
     except Exception:

@@ -18,6 +18,8 @@ from tests.helpers import (
     upsert,
 )
 
+pytestmark = pytest.mark.both_backends
+
 APPLY = f"{PROGRESS}/apply"
 USER = 80351110224678912
 ROW_FIELDS = {"id", "userId", "achievementId", "unlockedAt", "metadata", "createdAt", "updatedAt"}

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests import pg
 from tests.helpers import (
     PROGRESS,
     TIMESTAMP,
@@ -18,6 +19,8 @@ from tests.helpers import (
     upsert,
 )
 
+pytestmark = pytest.mark.both_backends
+
 BATCH = f"{PROGRESS}/batch"
 ROW_FIELDS = {"id", "userId", "achievementId", "unlockedAt", "metadata", "createdAt", "updatedAt"}
 INC = [{"op": "inc", "path": "n", "value": 1}]
@@ -25,8 +28,10 @@ WHEN = [{"path": "n", "gte": 2}]
 ONE = {"type": "unlock", "userId": 1, "achievementId": 1}
 
 
-def dump(path: Path) -> list[str]:
+def dump(path: Path | str) -> list[str]:
     """The whole database as SQL text: equal dumps, equal databases."""
+    if isinstance(path, str):
+        return pg.dump(path)
     with sqlite3.connect(path) as connection:
         return list(connection.iterdump())
 

@@ -23,6 +23,8 @@ from tests.helpers import (
 )
 from tests.realserver import RealServer
 
+pytestmark = pytest.mark.both_backends
+
 EVENTS = "/users/achievements/events"
 STREAM = f"{EVENTS}/stream"
 EVENT_FIELDS = {"id", "type", "userId", "achievementId", "achievementKey", "unlockedAt"}

@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import DEFINITIONS, PROGRESS, assert_problem, create_definition, error_fields
 
+pytestmark = pytest.mark.both_backends
+
 APPLY = f"{PROGRESS}/apply"
 BATCH = f"{PROGRESS}/batch"
 REPLAYED = "idempotent-replayed"
@@ -279,6 +281,7 @@ async def test_replay_survives_a_restart(make_client: Any, sql: Any) -> None:
     assert sql("SELECT count(*) FROM user_achievements") == [(1,)]
 
 
+@pytest.mark.sqlite_only  # writes into the file; ordered by rowid
 async def test_keys_older_than_a_day_are_purged(make_client: Any, db_path: Path, sql: Any) -> None:
     """The README's choice: keys are kept 24 hours, then purged in the background."""
     async with make_client() as client:
@@ -322,6 +325,7 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
+@pytest.mark.sqlite_only  # ordered by rowid
 async def test_past_the_budget_the_oldest_keys_go_first(make_client: Any, sql: Any) -> None:
     budget = 16 * 1024
     async with make_client(idempotency_budget_bytes=budget) as client:

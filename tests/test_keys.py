@@ -20,6 +20,8 @@ from tests.helpers import (
     upsert,
 )
 
+pytestmark = pytest.mark.both_backends
+
 BY_KEY = f"{DEFINITIONS}/by-key"
 ACHIEVEMENT_FIELDS = {"id", "name", "description", "createdAt", "updatedAt", "key", "metadata"}
 # Metadata that only comes back right if it is kept exactly: key order, big ints, nesting.

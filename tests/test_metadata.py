@@ -13,6 +13,8 @@ from pytest import Subtests
 
 from tests.helpers import PROGRESS, assert_problem, create_definition, error_fields, upsert
 
+pytestmark = pytest.mark.both_backends
+
 LIMIT = 64 * 1024  # bytes of compact JSON text, UTF-8
 MAX_DEPTH = 32
 JSON = {"content-type": "application/json"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from pytest import Subtests
 
 from tests.helpers import (
@@ -16,6 +17,8 @@ from tests.helpers import (
     unlock,
     upsert,
 )
+
+pytestmark = pytest.mark.both_backends
 
 SNOWFLAKE = 80351110224678912
 MAX = 2**63 - 1
