@@ -1,0 +1,88 @@
+"""Clients that stop halfway, against the real server (Revision 2, "Bounds on connections"):
+a client that disconnects mid-body is counted apart (status label 499) and logged in one line,
+never as a 500 with a traceback."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import DEFINITIONS, PROGRESS
+from tests.realserver import RealServer, start_server
+
+REQUESTS = "sidecar_http_requests"
+APPLY = f"{PROGRESS}/apply"
+
+
+@pytest.fixture
+def real(tmp_path: Path) -> Iterator[RealServer]:
+    server = start_server(tmp_path / "achievements.db")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def counts(server: RealServer) -> dict[tuple[str, str, str], float]:
+    """Requests answered so far, by (method, route, status)."""
+    text = httpx.get(f"{server.base_url}/metrics", timeout=5.0).text
+    return {
+        (sample.labels["method"], sample.labels["route"], sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == REQUESTS
+        for sample in family.samples
+        if sample.name == f"{REQUESTS}_total"
+    }
+
+
+def send_half_and_hang_up(port: int, head: bytes, partial_body: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+        sock.sendall(head + partial_body)
+        time.sleep(0.2)  # the server has read the headers and waits for the rest of the body
+
+
+def post_head(path: str, length: int, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n{extra}\r\n"
+    ).encode()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_client_that_disconnects_mid_body_is_a_499_in_one_line(real: RealServer) -> None:
+    # A plain apply (the fast path), a keyed one (Litestar's own body reading), a definition.
+    cut = [
+        (APPLY, post_head(APPLY, 200)),
+        (APPLY, post_head(APPLY, 200, "Idempotency-Key: cut-1\r\n")),
+        (DEFINITIONS, post_head(DEFINITIONS, 300)),
+    ]
+    for _, head in cut:
+        send_half_and_hang_up(real.port, head, b'{"userId": 1, "achie')
+
+    def posts_counted() -> float:
+        return sum(value for key, value in counts(real).items() if key[0] == "POST")
+
+    wait_for(lambda: posts_counted() == len(cut))
+    seen = counts(real)
+    assert seen[("POST", APPLY, "499")] == 2, seen
+    assert seen[("POST", DEFINITIONS, "499")] == 1, seen
+    log = real.log()
+    assert "Traceback" not in log, log
+    lines = [line for line in log.splitlines() if "disconnected" in line]
+    assert len(lines) == len(cut), log
+    # The server still answers, the cut requests changed nothing.
+    assert httpx.get(f"{real.base_url}{DEFINITIONS}", timeout=5.0).json() == []
