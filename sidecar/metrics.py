@@ -124,7 +124,8 @@ class Instrument:
             client = scope.get("client") or ("?", 0)
             client_log.note(
                 "cut requests",
-                "client %s:%s disconnected before its request was complete (%s %s)",
+                "request from %s:%s ended before its body was complete (%s %s): "
+                "the client hung up, or it timed out",
                 *client,
                 method,
                 scope["path"],

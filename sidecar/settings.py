@@ -71,4 +71,7 @@ def settings_from_env(
         token=environ.get("SIDECAR_TOKEN") or None,
         allowed_hosts=hosts,
         synchronous=synchronous,
+        max_streams=int(environ.get("SIDECAR_MAX_STREAMS", DEFAULT_MAX_STREAMS)),
+        max_connections=int(environ.get("SIDECAR_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+        request_timeout=float(environ.get("SIDECAR_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)),
     )

@@ -82,7 +82,66 @@ def test_a_client_that_disconnects_mid_body_is_a_499_in_one_line(real: RealServe
     assert seen[("POST", DEFINITIONS, "499")] == 1, seen
     log = real.log()
     assert "Traceback" not in log, log
-    lines = [line for line in log.splitlines() if "disconnected" in line]
+    lines = [line for line in log.splitlines() if "before its body was complete" in line]
     assert len(lines) == len(cut), log
     # The server still answers, the cut requests changed nothing.
     assert httpx.get(f"{real.base_url}{DEFINITIONS}", timeout=5.0).json() == []
+
+
+def half_open(port: int, number: int) -> socket.socket:
+    """A connection that stops in the middle of its headers, or (odd numbers) of its body."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10.0)
+    if number % 2:
+        sock.sendall(post_head(DEFINITIONS, 100) + b'{"name": ')
+    else:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whatever the server sent, then the end of the stream (or a reset)."""
+    try:
+        while chunk := sock.recv(65536):
+            del chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_half_open_connections_are_dropped_and_new_clients_refused_quickly(
+    tmp_path: Path,
+) -> None:
+    timeout = 3.0
+    server = start_server(
+        tmp_path / "achievements.db",
+        {"SIDECAR_MAX_CONNECTIONS": "50", "SIDECAR_REQUEST_TIMEOUT": str(timeout)},
+    )
+    stalled: list[socket.socket] = []
+    try:
+        opened = time.monotonic()
+        stalled = [half_open(server.port, number) for number in range(200)]
+        # Over the cap: a new client is refused at once, with a problem+json answer, not left
+        # waiting behind the stalled ones.
+        refused = httpx.get(f"{server.base_url}/health", timeout=timeout / 2)
+        assert time.monotonic() - opened < timeout, "the stalled clients were dropped already"
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "TOO_MANY_CONNECTIONS"
+        assert "retry-after" in refused.headers
+        # Every stalled connection is closed by the server once its request is overdue.
+        for sock in stalled:
+            sock.settimeout(timeout + 10.0)
+            assert closed_by_server(sock)
+        # And then the service answers again.
+        assert httpx.get(f"{server.base_url}/health", timeout=5.0).status_code == 200
+        log = server.log()
+        assert "Traceback" not in log, log
+        assert "did not arrive within" in log, log
+        # One line per dropped client, or a summary past 10 lines a second: never 200 lines.
+        assert len(log.splitlines()) < 100, log
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.stop()
