@@ -73,6 +73,8 @@ __all__ = [
     "SidecarUnavailable",
     "StorageFull",
     "SyncAchievementsClient",
+    "TooManyConnections",
+    "TooManyStreams",
     "Unauthorized",
     "UnsupportedMediaType",
     "UserNotFound",
@@ -215,6 +217,14 @@ class StorageFull(SidecarError):
     code = "STORAGE_FULL"
 
 
+class TooManyStreams(SidecarError):
+    code = "TOO_MANY_STREAMS"
+
+
+class TooManyConnections(SidecarError):
+    code = "TOO_MANY_CONNECTIONS"
+
+
 class InternalError(SidecarError):
     code = "INTERNAL_ERROR"
 
@@ -249,6 +259,8 @@ ERRORS: dict[str, type[SidecarError]] = {
         InvalidPath,
         IdempotencyKeyReused,
         StorageFull,
+        TooManyStreams,
+        TooManyConnections,
         InternalError,
     )
 }
