@@ -4,7 +4,12 @@ never as a 500 with a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import DEFINITIONS, PROGRESS
-from tests.realserver import RealServer, start_server
+from tests.realserver import RealServer, free_port, start_server
 
 REQUESTS = "sidecar_http_requests"
 APPLY = f"{PROGRESS}/apply"
@@ -145,3 +150,57 @@ def test_half_open_connections_are_dropped_and_new_clients_refused_quickly(
         for sock in stalled:
             sock.close()
         server.stop()
+
+
+def test_at_the_open_file_limit_new_clients_are_refused_at_once(tmp_path: Path) -> None:
+    """The issue's 20,000 half-open sockets, scaled down: the server may hold 256 files, 400
+    clients stall in their headers. A new client is refused at once (answered 503, or its
+    connection closed), not left hanging; once the stalled ones time out it is served."""
+    timeout = 2.0
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
+    env.update({"SIDECAR_MAX_CONNECTIONS": "100", "SIDECAR_REQUEST_TIMEOUT": str(timeout)})
+    log_path = tmp_path / "server.log"
+    command = [sys.executable, "-m", "sidecar", "serve", "--db", str(tmp_path / "a.db")]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    stalled: list[socket.socket] = []
+    try:
+        wait_for(lambda: _healthy(base_url))
+        for _ in range(400):
+            sock = socket.socket()
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect(("127.0.0.1", port))
+            stalled.append(sock)
+        time.sleep(0.5)
+        for sock in stalled:
+            with contextlib.suppress(OSError):
+                sock.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        asked = time.monotonic()
+        with contextlib.suppress(httpx.TransportError):
+            assert httpx.get(f"{base_url}/health", timeout=timeout * 2).status_code == 503
+        assert time.monotonic() - asked < timeout, "the new client was left waiting"
+        wait_for(lambda: _healthy(base_url), timeout + 10.0)
+    finally:
+        for sock in stalled:
+            sock.close()
+        process.terminate()
+        process.wait(timeout=20)
+    text = log_path.read_text()
+    assert "Traceback" not in text, text
+    assert len(text.splitlines()) < 100, text
+
+
+def _healthy(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
