@@ -1,4 +1,4 @@
-"""SQLite: connections and pragmas, the schema and its version, the writer thread, backup and check.
+"""SQLite: connections and pragmas, the schema and its version, the writer thread.
 
 All writes go through one `Writer`: a thread that owns the only writing connection and runs each
 request's whole transaction as one function call on that thread (one hop from the event loop).
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -120,6 +121,10 @@ def prepare(path: str) -> None:
         raise DatabaseError(f"{path} is not a regular file")
     if not target.parent.exists():
         raise DatabaseError(f"directory {target.parent} does not exist")
+    # Created 0600 before SQLite opens it (its -wal and -shm then get the same mode): the file
+    # holds every user's data and stored answers.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         connection = connect(path)
     except sqlite3.Error as error:
@@ -367,59 +372,3 @@ class Readers:
     async def close(self) -> None:
         self._inline.close()
         await self._threaded.close()
-
-
-def backup(source: str, target: str) -> int:
-    """A consistent single-file copy of a live database (SQLite's online backup API).
-
-    The copy is written to a temporary name and renamed into place, so a reader of `target`
-    never sees half a file. Returns the number of pages copied.
-    """
-    partial = Path(f"{target}.partial")
-    partial.unlink(missing_ok=True)
-    source_connection = connect(source)
-    target_connection = sqlite3.connect(partial)
-    try:
-        # pages=-1: one step, so the copy is one consistent snapshot even under write load.
-        source_connection.backup(target_connection, pages=-1)
-        target_connection.execute("PRAGMA journal_mode = DELETE")
-        pages = int(target_connection.execute("PRAGMA page_count").fetchone()[0])
-    finally:
-        target_connection.close()
-        source_connection.close()
-    partial.replace(target)
-    return pages
-
-
-def check(path: str) -> list[str]:
-    """integrity_check and foreign_key_check; returns the problems found (empty when sound)."""
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    try:
-        return _problems(sqlite3.connect(uri, uri=True))
-    except sqlite3.OperationalError:
-        # A WAL file in a read-only directory cannot get its -shm: read it as an unchanging file.
-        try:
-            return _problems(sqlite3.connect(f"{uri}&immutable=1", uri=True))
-        except sqlite3.DatabaseError as error:
-            return [f"cannot read the database: {error}"]
-    except sqlite3.DatabaseError as error:
-        return [f"not a usable SQLite database: {error}"]
-
-
-def _problems(connection: sqlite3.Connection) -> list[str]:
-    try:
-        problems = [
-            str(row[0]) for row in connection.execute("PRAGMA integrity_check") if row[0] != "ok"
-        ]
-        problems += [
-            f"foreign key: table {row[0]} rowid {row[1]} references missing {row[2]}"
-            for row in connection.execute("PRAGMA foreign_key_check")
-        ]
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            problems.append(
-                f"schema version {version} is newer than this release knows ({SCHEMA_VERSION})"
-            )
-        return problems
-    finally:
-        connection.close()

@@ -372,9 +372,12 @@ def list_progress(readers: Readers, user_id: int, unlocked_only: bool) -> list[U
 
 
 async def events_after(readers: Readers, after: int, limit: int) -> list[Event]:
+    # The definition's current key; LEFT JOIN: events outlive their achievement (whose id is
+    # never reused, so a deleted one's events get null, never another achievement's key).
     rows = await readers.fetch_bulk(
-        "SELECT id, type, user_id, achievement_id, unlocked_at FROM events "
-        "WHERE id > ? ORDER BY id LIMIT ?",
+        "SELECT e.id, e.type, e.user_id, e.achievement_id, a.key, e.unlocked_at FROM events e "
+        "LEFT JOIN achievements a ON a.id = e.achievement_id "
+        "WHERE e.id > ? ORDER BY e.id LIMIT ?",
         (after, limit),
     )
     return [Event(*row) for row in rows]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import db
+from sidecar import backup, db
 
 V1_SCHEMA = Path(__file__).parent / "data" / "schema_v1.sql"
 T0 = "2026-01-01T00:00:00.000Z"
@@ -116,7 +116,7 @@ def test_version_1_file_is_migrated_keeping_every_row(tmp_path: Path) -> None:
     assert days == [(1, "2026-01-02", 1), (1, "2026-01-03", 1)]
     assert months == [(1, "2026-01", 2)]
     assert events == 0
-    assert db.check(str(old)) == []
+    assert backup.check(str(old)) == []
 
 
 def test_migrated_file_has_the_structure_of_a_fresh_one(tmp_path: Path) -> None:
