@@ -76,6 +76,8 @@ __all__ = [
     "StorageError",
     "StorageFull",
     "SyncAchievementsClient",
+    "TooManyConnections",
+    "TooManyStreams",
     "Unauthorized",
     "UnsupportedMediaType",
     "UserNotFound",
@@ -230,6 +232,12 @@ class DatabaseBusy(SidecarError):
 
 class DatabaseGone(SidecarError):
     code = "DATABASE_GONE"
+class TooManyStreams(SidecarError):
+    code = "TOO_MANY_STREAMS"
+
+
+class TooManyConnections(SidecarError):
+    code = "TOO_MANY_CONNECTIONS"
 
 
 class InternalError(SidecarError):
@@ -269,6 +277,8 @@ ERRORS: dict[str, type[SidecarError]] = {
         StorageError,
         DatabaseBusy,
         DatabaseGone,
+        TooManyStreams,
+        TooManyConnections,
         InternalError,
     )
 }

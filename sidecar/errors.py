@@ -33,6 +33,8 @@ TITLES: dict[str, str] = {
     "NOT_A_NUMBER": "Stored value is not a number",
     "INVALID_PATH": "Invalid metadata path",
     "IDEMPOTENCY_KEY_REUSED": "Idempotency key reused for a different request",
+    "TOO_MANY_STREAMS": "Too many open event streams",
+    "TOO_MANY_CONNECTIONS": "Too many open connections",
     "STORAGE_FULL": "Storage is full",
     "STORAGE_ERROR": "Storage failed",
     "DATABASE_BUSY": "Database is locked by another process",

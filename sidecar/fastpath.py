@@ -219,6 +219,7 @@ class FastPath:
         length = _plain_body_length(scope["headers"], self.max_body_bytes)
         if length is None:
             return None, receive
+        scope["path_template"] = scope["path"]  # the metrics' label, also if the client hangs up
         messages = await _body_messages(receive)
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
         try:

@@ -42,13 +42,13 @@ class Service:
     async def start(self) -> None:
         db.prepare(self.settings.db_path)
         self._writer = db.Writer(self.settings.db_path, self.settings.synchronous)
-        self._writer.on_commit(self.feed.poke)
         await self._writer.run(store.seed_clock)
         self._readers = await db.Readers.open(self.settings.db_path)
+        await self.feed.start(self._writer, self._readers, self.settings.max_streams)
         self._purger = asyncio.create_task(self._purge_old_keys())
 
     async def stop(self) -> None:
-        self.feed.close()
+        await self.feed.stop()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,7 @@ import calendar
 import sqlite3
 import time
 import zlib
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -469,6 +470,23 @@ async def events_after(readers: Readers, after: int, limit: int) -> list[Event]:
         (after, limit),
     )
     return [Event(*row) for row in rows]
+
+
+def last_event_id(readers: Readers) -> int:
+    return int(readers.fetch_one("SELECT coalesce(max(id), 0) FROM events")[0])
+
+
+def watch_appended_events(connection: sqlite3.Connection, appended: Callable[[], None]) -> None:
+    """Call `appended()` on the connection's thread for each event this connection inserts.
+
+    A TEMP trigger lives in this connection only and is not part of the file's schema. It tells
+    the feed that a commit holds new events without a query after every commit.
+    """
+    connection.create_function("sidecar_event_appended", 0, appended)
+    connection.execute(
+        "CREATE TEMP TRIGGER IF NOT EXISTS sidecar_event_appended AFTER INSERT ON main.events "
+        "BEGIN SELECT sidecar_event_appended(); END"
+    )
 
 
 async def achievement_stats(readers: Readers) -> list[AchievementStats]:

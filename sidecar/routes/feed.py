@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from litestar import Request, get
+from litestar import Request, Response, get
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
 from sidecar import store
-from sidecar.errors import validation_error
+from sidecar.errors import TITLES, Problem, problem_response, validation_error
+from sidecar.feed import PAGE, TooManyStreams
 from sidecar.models import Event
 from sidecar.routes.common import answer, service_of
 from sidecar.service import Service
@@ -19,7 +20,8 @@ from sidecar.validation import parse_bounded_int
 
 MAX_CURSOR = 2**63 - 1
 KEEP_ALIVE_SECONDS = 15.0
-STREAM_PAGE = 500
+# What a client refused for the stream cap is asked to wait before it tries again.
+RETRY_AFTER_SECONDS = 5
 
 _encode = msgspec.json.Encoder().encode
 
@@ -41,27 +43,50 @@ def _resume_point(request: Request[Any, Any, Any]) -> int:
     return int(last)
 
 
+def _frame(event: Event) -> bytes:
+    return b"id: %d\ndata: %s\n\n" % (event.id, _encode(event))
+
+
 async def _frames(service: Service, after: int) -> AsyncIterator[bytes]:
-    cursor = after
-    yield b": connected\n\n"
-    while not service.feed.closing.is_set():
-        signal = service.feed.signal()
-        batch = await store.events_after(service.readers, cursor, STREAM_PAGE)
-        for event in batch:
-            yield b"id: %d\ndata: %s\n\n" % (event.id, _encode(event))
-        if batch:
-            cursor = batch[-1].id
-            continue
-        await service.feed.wait(signal, KEEP_ALIVE_SECONDS)
-        if not signal.is_set():
-            yield b": keep-alive\n\n"
+    """What is in the file after `after`, then the events the shared reader hands over."""
+    feed = service.feed
+    try:
+        subscription = feed.subscribe()
+    except TooManyStreams:
+        return  # others got in since the handler's check; the client retries
+    try:
+        yield b": connected\n\n"
+        # Subscribed first, then read: an event committed meanwhile comes from the file, from the
+        # subscription, or from both (the cursor drops the second copy), never from neither.
+        cursor = after
+        while True:
+            page = await store.events_after(service.readers, cursor, PAGE)
+            for event in page:
+                yield _frame(event)
+            cursor = page[-1].id if page else cursor
+            if len(page) < PAGE:
+                break
+        while (batch := await subscription.next(KEEP_ALIVE_SECONDS)) is not None:
+            if not batch:
+                yield b": keep-alive\n\n"
+            for event in batch:
+                if event.id > cursor:
+                    yield _frame(event)
+                    cursor = event.id
+    finally:
+        feed.unsubscribe(subscription)
 
 
 @get("/users/achievements/events/stream", opt={"query": ("after",), "stream": True})
-async def event_stream(request: Request[Any, Any, Any]) -> Stream:
+async def event_stream(request: Request[Any, Any, Any]) -> Stream | Response[bytes]:
     after = _resume_point(request)
+    service = service_of(request)
+    if service.feed.open_streams >= service.feed.max_streams:
+        detail = f"{service.feed.max_streams} event streams are open (SIDECAR_MAX_STREAMS)"
+        problem = Problem(503, "TOO_MANY_STREAMS", TITLES["TOO_MANY_STREAMS"], detail)
+        return problem_response(problem, {"Retry-After": str(RETRY_AFTER_SECONDS)})
     return Stream(
-        _frames(service_of(request), after),
+        _frames(service, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
