@@ -204,7 +204,10 @@ def _refine_property(name: str, schema: dict[str, Any]) -> None:
         elif name.endswith("At") and choice.get("type") == "string":
             choice.update(format="date-time", examples=[TIMESTAMP])
     if name == "metadata" and not schema:
-        schema.update(type="object", examples=[{"current": 42, "bestStreak": 7}])
+        # Any members (openapi-typescript makes a bare object `Record<string, never>`).
+        schema.update(
+            type="object", additionalProperties=True, examples=[{"current": 42, "bestStreak": 7}]
+        )
 
 
 def _path_parameters(path: str) -> list[str]:

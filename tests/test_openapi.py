@@ -298,6 +298,7 @@ def test_ids_timestamps_and_metadata_are_typed() -> None:
                 )
             if member == "metadata":
                 assert property_schema["type"] == "object", name
+                assert property_schema["additionalProperties"] is True, name
     assert seen == {"request", "answer"}
     assert "Op" not in schemas and "ProgressOp" in schemas
 
