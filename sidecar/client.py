@@ -232,6 +232,8 @@ class DatabaseBusy(SidecarError):
 
 class DatabaseGone(SidecarError):
     code = "DATABASE_GONE"
+
+
 class TooManyStreams(SidecarError):
     code = "TOO_MANY_STREAMS"
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
-from sidecar import store
+from sidecar import idforms, store
 from sidecar.errors import TITLES, Problem, problem_response, validation_error
 from sidecar.feed import PAGE, TooManyStreams
 from sidecar.models import Event
@@ -22,15 +21,28 @@ MAX_CURSOR = 2**63 - 1
 KEEP_ALIVE_SECONDS = 15.0
 # What a client refused for the stream cap is asked to wait before it tries again.
 RETRY_AFTER_SECONDS = 5
+# (default, lowest, highest) of the query parameters.
+AFTER = (0, 0, MAX_CURSOR)
+LIMIT = (100, 1, 1000)
 
-_encode = msgspec.json.Encoder().encode
 
+@get(
+    "/users/achievements/events",
+    opt={
+        "query": ("after", "limit"),
+        "bounds": {"after": AFTER, "limit": LIMIT},
+        "answer": list[Event],
+    },
+)
+async def list_events(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """List unlock events after a cursor, oldest first.
 
-@get("/users/achievements/events", opt={"query": ("after", "limit"), "answer": list[Event]})
-async def events(request: Request[Any, Any, Any]) -> ASGIResponse:
-    after = parse_bounded_int(request.query_params, "after", 0, 0, MAX_CURSOR)
-    limit = parse_bounded_int(request.query_params, "limit", 100, 1, 1000)
-    return answer(await store.events_after(service_of(request).readers, after, limit))
+    Every unlock appends one event in its own transaction; ids start at 1 and grow by one,
+    none skipped or repeated. Keep the last id you handled and ask `after` it.
+    """
+    after = parse_bounded_int(request.query_params, "after", *AFTER)
+    limit = parse_bounded_int(request.query_params, "limit", *LIMIT)
+    return answer(request, await store.events_after(service_of(request).readers, after, limit))
 
 
 def _resume_point(request: Request[Any, Any, Any]) -> int:
@@ -43,11 +55,11 @@ def _resume_point(request: Request[Any, Any, Any]) -> int:
     return int(last)
 
 
-def _frame(event: Event) -> bytes:
-    return b"id: %d\ndata: %s\n\n" % (event.id, _encode(event))
+def _frame(event: Event, strings: bool) -> bytes:
+    return b"id: %d\ndata: %s\n\n" % (event.id, idforms.encode(event, strings))
 
 
-async def _frames(service: Service, after: int) -> AsyncIterator[bytes]:
+async def _frames(service: Service, after: int, strings: bool) -> AsyncIterator[bytes]:
     """What is in the file after `after`, then the events the shared reader hands over."""
     feed = service.feed
     try:
@@ -62,7 +74,7 @@ async def _frames(service: Service, after: int) -> AsyncIterator[bytes]:
         while True:
             page = await store.events_after(service.readers, cursor, PAGE)
             for event in page:
-                yield _frame(event)
+                yield _frame(event, strings)
             cursor = page[-1].id if page else cursor
             if len(page) < PAGE:
                 break
@@ -71,25 +83,40 @@ async def _frames(service: Service, after: int) -> AsyncIterator[bytes]:
                 yield b": keep-alive\n\n"
             for event in batch:
                 if event.id > cursor:
-                    yield _frame(event)
+                    yield _frame(event, strings)
                     cursor = event.id
     finally:
         feed.unsubscribe(subscription)
 
 
-@get("/users/achievements/events/stream", opt={"query": ("after",), "stream": True})
-async def event_stream(request: Request[Any, Any, Any]) -> Stream | Response[bytes]:
+# `stream`: the type of each event's `data:`.
+@get(
+    "/users/achievements/events/stream",
+    opt={
+        "query": ("after",),
+        "bounds": {"after": AFTER},
+        "stream": Event,
+        "errors": ("TOO_MANY_STREAMS",),
+    },
+)
+async def stream_events(request: Request[Any, Any, Any]) -> Stream | Response[bytes]:
+    """Stream unlock events live (Server-Sent Events), resuming after a cursor.
+
+    Each event's `id:` is its id; a reconnect with `Last-Event-ID` (or `after`) loses
+    nothing in between. Open streams are capped (SIDECAR_MAX_STREAMS).
+    """
     after = _resume_point(request)
     service = service_of(request)
     if service.feed.open_streams >= service.feed.max_streams:
         detail = f"{service.feed.max_streams} event streams are open (SIDECAR_MAX_STREAMS)"
         problem = Problem(503, "TOO_MANY_STREAMS", TITLES["TOO_MANY_STREAMS"], detail)
         return problem_response(problem, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    strings, id_headers = idforms.id_form(request, Event)
     return Stream(
-        _frames(service, after),
+        _frames(service, after, strings),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(id_headers or {})},
     )
 
 
-FEED_ROUTES = [events, event_stream]
+FEED_ROUTES = [list_events, stream_events]
