@@ -31,6 +31,7 @@ TITLES: dict[str, str] = {
     "NOT_A_NUMBER": "Stored value is not a number",
     "INVALID_PATH": "Invalid metadata path",
     "IDEMPOTENCY_KEY_REUSED": "Idempotency key reused for a different request",
+    "NUMBER_OUT_OF_RANGE": "Number out of range",
     "STORAGE_FULL": "Storage is full",
     "INTERNAL_ERROR": "Internal error",
 }
@@ -68,8 +69,13 @@ class ApiError(Exception):
         return self.problem.status
 
 
+def field_error(code: str, field: str, message: str) -> ApiError:
+    """A 422 that names the offending field: VALIDATION_FAILED, NUMBER_OUT_OF_RANGE."""
+    return ApiError(422, code, f"{field}: {message}", [FieldError(field, message)])
+
+
 def validation_error(field: str, message: str) -> ApiError:
-    return ApiError(422, "VALIDATION_FAILED", f"{field}: {message}", [FieldError(field, message)])
+    return field_error("VALIDATION_FAILED", field, message)
 
 
 def not_found(code: str, detail: str) -> ApiError:

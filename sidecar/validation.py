@@ -7,6 +7,7 @@ for JSON that breaks the schema.
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from sidecar.errors import ApiError, validation_error
+from sidecar.errors import ApiError, field_error, validation_error
 from sidecar.jsonsyntax import is_json
 from sidecar.models import ABSENT, MAX_ID
 
@@ -24,7 +25,11 @@ T = TypeVar("T")
 MAX_METADATA_BYTES = 64 * 1024
 MAX_DEPTH = 32
 MAX_IDEMPOTENCY_KEY = 255
+# The accepted numbers (API.md, Types): 0, or a magnitude from 1e-400 to the largest double.
 FLOAT_MAX = Decimal("1.7976931348623157e308")
+FLOAT_MIN = Decimal("1e-400")
+_INT_MAX = int(FLOAT_MAX)
+_INT_DIGITS = len(str(_INT_MAX))  # 309: an integer with more digits is out of range
 
 _LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]+)`")
@@ -99,10 +104,37 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _finite_decimal(text: str) -> Decimal:
-    value = Decimal(text)
-    if abs(value) > FLOAT_MAX:
-        raise ValueError(f"number {text} is out of range")
+def in_range(number: int | Decimal) -> bool:
+    """0, or a magnitude from 1e-400 to the largest double. Cheap at any exponent: comparing
+    decimals compares their exponents first (it is adding them that can cost a digit per unit)."""
+    if isinstance(number, int):
+        return -_INT_MAX <= number <= _INT_MAX
+    magnitude = number.copy_abs()  # abs() would round to the context's precision
+    return number.is_zero() or FLOAT_MIN <= magnitude <= FLOAT_MAX
+
+
+class OutOfRange(ValueError):
+    """A number beyond the accepted range, found while parsing a JSON value."""
+
+    def __init__(self, text: str) -> None:
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+        super().__init__(f"number {shown} is out of range (0, or 1e-400 to 1.8e308 in magnitude)")
+
+
+def _bounded_decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)  # exact, and cheap whatever the exponent
+    except decimal.InvalidOperation:  # an exponent beyond what any decimal holds
+        raise OutOfRange(text) from None
+    if not in_range(value):
+        raise OutOfRange(text)
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    # Counted before int(), whose cost grows with the square of the digits.
+    if len(text) - text.startswith("-") > _INT_DIGITS or not in_range(value := int(text)):
+        raise OutOfRange(text)
     return value
 
 
@@ -112,7 +144,8 @@ def _no_constants(text: str) -> Any:
 
 # Built once: json.loads with hooks builds a new decoder on every call (half its cost here).
 _value_decoder = json.JSONDecoder(
-    parse_float=_finite_decimal,
+    parse_float=_bounded_decimal,
+    parse_int=_bounded_int,
     parse_constant=_no_constants,
     object_pairs_hook=_object_without_duplicates,
 )
@@ -121,10 +154,11 @@ _value_decoder = json.JSONDecoder(
 _PLAIN_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,17})")
 
 
-def parse_value(raw: bytes | str, field: str) -> Any:
+def parse_value(raw: bytes | str, field: str, range_code: str = "VALIDATION_FAILED") -> Any:
     """A JSON value as Python: ints exact, other numbers as exact Decimals, objects as dicts.
 
-    Refuses duplicate keys, numbers beyond the range of a double, and nesting deeper than allowed.
+    Refuses duplicate keys, numbers out of range (422 `range_code`), and nesting deeper than
+    allowed.
     """
     if isinstance(raw, bytes) and _PLAIN_INT.fullmatch(raw):
         return int(raw)  # the usual op value (`1`): nothing to check beyond the JSON syntax
@@ -132,6 +166,8 @@ def parse_value(raw: bytes | str, field: str) -> Any:
         value = _value_decoder.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
     except RecursionError:
         raise validation_error(field, f"nested deeper than {MAX_DEPTH} levels") from None
+    except OutOfRange as error:
+        raise field_error(range_code, field, str(error)) from None
     except ValueError as error:
         raise validation_error(field, str(error)) from None
     if depth_of(value) > MAX_DEPTH:
