@@ -17,7 +17,7 @@ from typing import Any
 
 from sidecar.errors import ApiError, field_error, validation_error
 from sidecar.models import ABSENT, Condition, Op
-from sidecar.validation import in_range, parse_value
+from sidecar.validation import MAX_DEPTH, in_range, parse_value
 
 NUMERIC_OPS = frozenset({"inc", "max", "min"})
 COMPARATORS = ("gte", "gt", "lte", "lt", "eq")
@@ -56,6 +56,9 @@ def is_number(value: Any) -> bool:
 
 
 def split_path(path: str, field: str) -> tuple[str, ...]:
+    # No deeper than metadata may be: a path 1,000 objects deep was a RecursionError on the way out.
+    if path.count(".") >= MAX_DEPTH:
+        raise ApiError(422, "INVALID_PATH", f"{field}: more than {MAX_DEPTH} segments")
     keys = tuple(path.split("."))
     if not path or "" in keys:
         raise ApiError(422, "INVALID_PATH", f"{field}: {path!r} has an empty segment", None)

@@ -237,3 +237,41 @@ async def test_inc_computes_in_34_digits(client: Any, achievement: int) -> None:
     assert metadata["int35"] == 10**34 and type(metadata["int35"]) is int
     assert metadata["dec"] == 1
     assert metadata["top"] == Decimal("1.00000000000000000000000000000000000001")
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("segments", [33, 1_000, 100_000])
+@pytest.mark.parametrize("name", ["set", "inc", "remove", "condition"])
+async def test_paths_over_32_segments_are_invalid(
+    client: Any, sql: Any, achievement: int, name: str, segments: int
+) -> None:
+    """A 1,000-segment set path used to end in a RecursionError (500)."""
+    await upsert(client, USER, achievement, {"a": 1})
+    before = rows(sql)
+    path = ".".join(["k"] * segments)
+    if name == "condition":
+        body: dict[str, Any] = {"ops": [], "unlockWhen": [{"path": path, "gte": 1}]}
+        field = "unlockWhen.0.path"
+    else:
+        body = {"ops": [{"op": name, "path": path, "value": 1}]}
+        field = "ops.0.path"
+    response = await client.post(APPLY, json={"userId": USER, "achievementId": achievement, **body})
+    problem = assert_problem(response, 422, "INVALID_PATH")
+    assert field in problem["detail"], problem
+    assert len(response.content) < 1000
+    assert rows(sql) == before
+
+
+async def test_a_path_of_32_segments_is_taken(client: Any, achievement: int) -> None:
+    path = ".".join(["k"] * 32)
+    body = {
+        "userId": USER,
+        "achievementId": achievement,
+        "ops": [{"op": "inc", "path": path, "value": 1}],
+        "unlockWhen": [{"path": path, "eq": 1}],
+    }
+    response = await client.post(APPLY, json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["newlyUnlocked"] is True
