@@ -34,7 +34,7 @@ _INT_DIGITS = len(str(_INT_MAX))  # 309: an integer with more digits is out of r
 _LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]+)`")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-_DECIMAL_ID = re.compile(r"[0-9]{1,19}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
@@ -217,12 +217,19 @@ def check_metadata_size(size: int, field: str = "metadata") -> None:
 # --- path, query and header parameters ---------------------------------------------------
 
 
+def ascii_digits(text: str) -> int | None:
+    """The value of 1 to 19 ASCII digits, for every number in a header or parameter; None for
+    anything else. (str.isdigit() also takes "²", which int() refuses, and any number of digits.)"""
+    return int(text) if _DIGITS.fullmatch(text) else None
+
+
 def parse_id(text: str | None, field: str) -> int:
     if text is None:
         raise validation_error(field, "is required")
-    if not _DECIMAL_ID.fullmatch(text) or not 1 <= int(text) <= MAX_ID:
+    value = ascii_digits(text)
+    if value is None or not 1 <= value <= MAX_ID:
         raise validation_error(field, f"must be a decimal integer from 1 to {MAX_ID}")
-    return int(text)
+    return value
 
 
 def parse_bounded_int(
@@ -231,10 +238,11 @@ def parse_bounded_int(
     text = query.get(field)
     if text is None:
         return default
-    top = "" if high is None else f" to {high}"
-    if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) < low or (high and int(text) > high):
+    value = ascii_digits(text)
+    if value is None or value < low or (high is not None and value > high):
+        top = "" if high is None else f" to {high}"
         raise validation_error(field, f"must be an integer from {low}{top}")
-    return int(text)
+    return value
 
 
 def parse_bool(query: Mapping[str, str], field: str) -> bool:

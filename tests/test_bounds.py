@@ -8,12 +8,15 @@ Paths have at most 32 segments. Numeric headers and parameters take 1 to 19 ASCI
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from tests.helpers import PROGRESS, assert_problem, create_definition, error_fields, upsert
+from tests.realserver import RealServer, start_server
+from tests.test_hostile import exchange, problem_of
 
 APPLY = f"{PROGRESS}/apply"
 USER = 7
@@ -275,3 +278,120 @@ async def test_a_path_of_32_segments_is_taken(client: Any, achievement: int) -> 
     response = await client.post(APPLY, json=body)
     assert response.status_code == 200, response.text
     assert response.json()["newlyUnlocked"] is True
+
+
+# --- numbers in headers and parameters -------------------------------------------------------
+
+# Not 1 to 19 ASCII digits. str.isdigit() takes the first two (and int() then fails: a 500).
+BAD_DIGITS = ["²", "\u0661", "1" * 20, "9" * 5000, "+1", " 1", "1_0", "0x1", "", "-1"]
+# As header bytes: UTF-8 (how Litestar decodes a header) and latin-1 (how the Host gate does);
+# not " 1", which HTTP reads as "1".
+BAD_HEADER_DIGITS = sorted(
+    {
+        text.encode(encoding)
+        for text in BAD_DIGITS
+        for encoding in ("utf-8", "latin-1")
+        if (text.isascii() or encoding == "utf-8" or text == "²") and text != " 1"
+    }
+)
+EVENTS = "/users/achievements/events"
+LEADERBOARD = "/users/achievements/leaderboard"
+DEFINITIONS = "/users/achievements/definitions"
+
+
+def _query_cases() -> list[tuple[str, str, str]]:
+    """(method, URL with `{}` for the bad text, the parameter named in the error)."""
+    return [
+        ("GET", f"{EVENTS}?after={{}}", "after"),
+        ("GET", f"{EVENTS}?limit={{}}", "limit"),
+        ("GET", f"{EVENTS}/stream?after={{}}", "after"),
+        ("GET", f"{LEADERBOARD}?limit={{}}", "limit"),
+        ("GET", f"{LEADERBOARD}?offset={{}}", "offset"),
+        ("GET", f"{LEADERBOARD}/{{}}", "userId"),
+        ("GET", f"{PROGRESS}?userId={{}}&achievementId=1", "userId"),
+        ("GET", f"{PROGRESS}?userId=1&achievementId={{}}", "achievementId"),
+        ("DELETE", f"{PROGRESS}?userId=1&achievementId={{}}", "achievementId"),
+        ("GET", f"{PROGRESS}/list?userId={{}}", "userId"),
+        ("GET", f"{DEFINITIONS}/{{}}", "id"),
+        ("PUT", f"{DEFINITIONS}/{{}}", "id"),
+        ("DELETE", f"{DEFINITIONS}/{{}}", "id"),
+        ("DELETE", "/users/{}", "userId"),
+    ]
+
+
+@pytest.mark.parametrize(("method", "url", "field"), _query_cases())
+async def test_parameters_take_ascii_digits_only(
+    client: Any, achievement: int, method: str, url: str, field: str
+) -> None:
+    for text in BAD_DIGITS:
+        if text == "" and "{}" in url.rsplit("?", 1)[0]:
+            continue  # an empty path segment is another route
+        quoted = "".join(
+            c if c.isascii() and c.isalnum() else f"%{b:02X}" for c in text for b in c.encode()
+        )
+        body = {"json": {}} if method == "PUT" else {}
+        response = await client.request(method, url.format(quoted), **body)
+        problem = assert_problem(response, 422, "VALIDATION_FAILED")
+        assert len(response.content) < 1000, (text[:30], problem)
+
+
+def header_id(text: bytes) -> str:
+    return repr(text[:8]) if text else "empty"
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
+    """The real server: only raw sockets send header bytes as they are (the test client re-encodes
+    them)."""
+    server = start_server(tmp_path_factory.mktemp("bounds") / "achievements.db")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def raw_request(path: str, host: bytes, extra: bytes = b"") -> bytes:
+    return b"GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n" % (
+        path.encode(),
+        host,
+        extra,
+    )
+
+
+@pytest.mark.parametrize("text", BAD_HEADER_DIGITS, ids=header_id)
+def test_last_event_id_takes_ascii_digits_only(real: RealServer, text: bytes) -> None:
+    """`Last-Event-ID: ²` and a 5,000-digit one were 500s (str.isdigit, then int())."""
+    request = raw_request(f"{EVENTS}/stream", b"127.0.0.1", b"Last-Event-ID: %s\r\n" % text)
+    problem_of(exchange(real, request), 422, "VALIDATION_FAILED")
+
+
+@pytest.mark.parametrize("text", BAD_HEADER_DIGITS, ids=header_id)
+def test_idempotency_key_of_digits_is_still_checked(real: RealServer, text: bytes) -> None:
+    if text.isascii() and 1 <= len(text) <= 255:
+        return  # printable ASCII up to 255: a valid key
+    body = b'{"name":"x"}'
+    request = (
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+    ) % (DEFINITIONS.encode(), text, len(body), body)
+    problem_of(exchange(real, request), 422, "VALIDATION_FAILED")
+
+
+@pytest.mark.parametrize("host", [b"localhost", b"127.0.0.1", b"[::1]"])
+@pytest.mark.parametrize("text", BAD_HEADER_DIGITS, ids=header_id)
+def test_a_host_port_takes_ascii_digits_only(real: RealServer, host: bytes, text: bytes) -> None:
+    """`Host: localhost:²` passed the gate and was then answered as MALFORMED_JSON."""
+    problem_of(exchange(real, raw_request("/health", host + b":" + text)), 400, "INVALID_HOST")
+
+
+def test_content_length_takes_ascii_digits_only() -> None:
+    """The fast path reads Content-Length itself: anything but 1 to 19 digits is not its request."""
+    from sidecar.fastpath import _plain_body_length
+
+    def length(value: bytes) -> int | None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", value)]
+        return _plain_body_length(headers, 1024)
+
+    assert length(b"12") == 12
+    for text in BAD_HEADER_DIGITS:
+        assert length(text) is None, text[:30]
