@@ -16,7 +16,9 @@ MAX_ID = 2**63 - 1
 Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
 Name = Annotated[str, Meta(min_length=1, max_length=255)]
 Description = Annotated[str, Meta(max_length=10_000)]
-KEY_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,63}$"
+# msgspec checks a pattern with re.search, where `$` also matches before a final "\n" ("abc\n"
+# passed); `(?!\n)` refuses that, and the pattern means the same in JSON Schema (ECMA-262).
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$(?!\n)"
 Key = Annotated[str, Meta(pattern=KEY_PATTERN)]
 
 # A Raw of no bytes marks a JSON value that was left out (Raw cannot be combined with UNSET).

@@ -395,3 +395,57 @@ def test_content_length_takes_ascii_digits_only() -> None:
     assert length(b"12") == 12
     for text in BAD_HEADER_DIGITS:
         assert length(text) is None, text[:30]
+
+
+# --- keys: the pattern matches the whole key -------------------------------------------------
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$(?!\n)"
+
+
+@pytest.mark.parametrize("key", ["abc\n", "a\n", "abc\r\n", "\nabc", "abc\n\n"], ids=repr)
+async def test_a_key_with_a_newline_is_refused_everywhere(
+    client: Any, sql: Any, achievement: int, key: str
+) -> None:
+    """`$` matches before a final newline: "abc\\n" was taken on create, update and as
+    achievementKey, and then no by-key route could reach it."""
+    await create_definition(client, "Keyed", key="abc")
+    before = sql("SELECT * FROM achievements ORDER BY id"), rows(sql)
+    ref = {"userId": USER, "achievementKey": key}
+    quoted = key.replace("\n", "%0A").replace("\r", "%0D")
+    requests: list[tuple[str, str, Any]] = [
+        ("POST", DEFINITIONS, {"name": "New", "key": key}),
+        ("PUT", f"{DEFINITIONS}/{achievement}", {"key": key}),
+        ("PUT", f"{DEFINITIONS}/by-key/abc", {"name": "Same", "key": key}),
+        ("PUT", f"{DEFINITIONS}/by-key/{quoted}", {"name": "New"}),
+        ("GET", f"{DEFINITIONS}/by-key/{quoted}", None),
+        ("DELETE", f"{DEFINITIONS}/by-key/{quoted}", None),
+        ("POST", PROGRESS, ref),
+        ("PUT", f"{PROGRESS}/unlock", ref),
+        ("POST", APPLY, {**ref, "ops": []}),
+        ("POST", f"{PROGRESS}/batch", {"operations": [{"type": "unlock", **ref}]}),
+        ("GET", f"{PROGRESS}?userId={USER}&achievementKey={quoted}", None),
+        ("DELETE", f"{PROGRESS}?userId={USER}&achievementKey={quoted}", None),
+    ]
+    for method, url, body in requests:
+        extra = {} if body is None else {"json": body}
+        response = await client.request(method, url, **extra)
+        assert response.status_code == 422, (method, url, response.text)
+        assert_problem(response, 422, "VALIDATION_FAILED")
+    assert (sql("SELECT * FROM achievements ORDER BY id"), rows(sql)) == before
+
+
+async def test_the_document_shows_the_key_pattern(client: Any) -> None:
+    """One pattern for keys in the document, valid JSON Schema (ECMA-262: no Python `\\Z`), and
+    the same as the service's."""
+    document = (await client.get("/schema/openapi.json")).json()
+    patterns = set()
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "pattern" in node:
+                patterns.add(node["pattern"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    assert patterns - {"^[ -~]+$"} == {KEY_PATTERN}  # the other: Idempotency-Key
