@@ -190,16 +190,3 @@ class DeleteItem(AchievementRef, tag="delete", tag_field="type"):
 
 
 BatchItem = UpsertItem | UnlockItem | ApplyItem | DeleteItem
-
-
-class DefinitionFileEntry(Body):
-    """One achievement of a definitions file (`definitions import`)."""
-
-    key: Key
-    name: Name
-    description: Description | None = None
-    metadata: dict[str, object] | None = None
-
-
-class DefinitionFile(Body):
-    achievements: list[DefinitionFileEntry]
