@@ -59,7 +59,8 @@ def field_of(error: msgspec.ValidationError, prefix: str = "") -> tuple[str, str
 def _is_json(body: bytes) -> bool:
     """Only on the error path: is the whole body JSON (so the failure is the schema's)?"""
     try:
-        json.loads(body, parse_constant=_no_constants)  # NaN and Infinity are not JSON
+        # NaN and Infinity are not JSON; integers stay text (int() refuses 4,300+ digits, JSON not).
+        json.loads(body, parse_constant=_no_constants, parse_int=str)
     except RecursionError:  # nested deeper than the C parser follows: check it without recursion
         return is_json(body)
     except ValueError:

@@ -17,6 +17,7 @@ import pytest
 from tests.helpers import PROGRESS, assert_problem, create_definition, error_fields, upsert
 from tests.realserver import RealServer, start_server
 from tests.test_hostile import exchange, problem_of
+from tests.workmeter import WorkMeter, check_bound, work_meter
 
 APPLY = f"{PROGRESS}/apply"
 USER = 7
@@ -449,3 +450,58 @@ async def test_the_document_shows_the_key_pattern(client: Any) -> None:
         elif isinstance(node, list):
             stack.extend(node)
     assert patterns - {"^[ -~]+$"} == {KEY_PATTERN}  # the other: Idempotency-Key
+
+
+# --- what a request costs ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def meter(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkMeter]:
+    with work_meter(monkeypatch) as measuring:
+        yield measuring
+
+
+def _heavy_bodies(achievement: int) -> dict[str, tuple[str, bytes]]:
+    """The costliest shapes within the limits: (path, body) by name."""
+    deep = ".".join(["k"] * 32)
+    row = {"userId": USER, "achievementId": achievement}
+    apply_ = {**row, "ops": [{"op": "inc", "path": deep, "value": 1.5}] * 100}
+    apply_["unlockWhen"] = [{"path": deep, "gte": 1}] * 100
+    items = [
+        {
+            "type": "apply",
+            **row,
+            "userId": USER + n,
+            "ops": [{"op": "inc", "path": "a.b", "value": n}],
+        }
+        for n in range(1000)
+    ]
+    wide = "9" * 34 + "." + "9" * 300  # in range, but far more digits than 34
+    return {
+        # Issue 14's 86 bytes: a billion-digit sum before the bound.
+        "86 bytes": (APPLY, raw_body(achievement, '{"op":"inc","path":"a","value":1e-1000000000}')),
+        "inc on a 300-digit fraction": (
+            APPLY,
+            raw_body(achievement, f'{{"op":"inc","path":"a","value":{wide}}}'),
+        ),
+        "100 ops 32 deep": (APPLY, json.dumps(apply_).encode()),
+        "1,000 batch items": (f"{PROGRESS}/batch", json.dumps({"operations": items}).encode()),
+        "inc on 64 KiB metadata": (
+            APPLY,
+            raw_body(achievement, '{"op":"inc","path":"a","value":1}'),
+        ),
+    }
+
+
+async def test_requests_cost_in_proportion_to_their_size(
+    client: Any, achievement: int, meter: WorkMeter
+) -> None:
+    """No request of n bytes holds the writer for more than 1,000 + n function calls or
+    allocates more than 1 MiB + 8n bytes at once (tests/workmeter.py), the costliest shapes
+    included: the inc of 1e-1000000000 took 23 s of CPU and 3.7 GB before the bound."""
+    await upsert(client, USER, achievement, {"a": 1, "s": "x" * 65_000})
+    for name, (path, body) in _heavy_bodies(achievement).items():
+        with meter.measure() as work:
+            response = await post_raw(client, path, body)
+        assert response.status_code in (200, 422), (name, response.text[:300])
+        check_bound(work, len(body), name)
