@@ -65,6 +65,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotANumber",
     "NotFound",
+    "NumberOutOfRange",
     "Op",
     "PayloadTooLarge",
     "Problem",
@@ -207,6 +208,10 @@ class InvalidPath(SidecarError):
     code = "INVALID_PATH"
 
 
+class NumberOutOfRange(SidecarError):
+    code = "NUMBER_OUT_OF_RANGE"
+
+
 class IdempotencyKeyReused(SidecarError):
     code = "IDEMPOTENCY_KEY_REUSED"
 
@@ -247,6 +252,7 @@ ERRORS: dict[str, type[SidecarError]] = {
         KeyConflict,
         NotANumber,
         InvalidPath,
+        NumberOutOfRange,
         IdempotencyKeyReused,
         StorageFull,
         InternalError,
