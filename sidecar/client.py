@@ -54,6 +54,8 @@ __all__ = [
     "AchievementsClient",
     "Batch",
     "BatchResult",
+    "DatabaseBusy",
+    "DatabaseGone",
     "FieldError",
     "HeadersTooLarge",
     "IdempotencyKeyReused",
@@ -72,6 +74,7 @@ __all__ = [
     "ProgressNotFound",
     "SidecarError",
     "SidecarUnavailable",
+    "StorageError",
     "StorageFull",
     "SyncAchievementsClient",
     "Unauthorized",
@@ -220,6 +223,20 @@ class StorageFull(SidecarError):
     code = "STORAGE_FULL"
 
 
+class StorageError(SidecarError):
+    code = "STORAGE_ERROR"
+
+
+class DatabaseBusy(SidecarError):
+    """Another process holds the database's write lock; the answer carries Retry-After."""
+
+    code = "DATABASE_BUSY"
+
+
+class DatabaseGone(SidecarError):
+    code = "DATABASE_GONE"
+
+
 class InternalError(SidecarError):
     code = "INTERNAL_ERROR"
 
@@ -255,6 +272,9 @@ ERRORS: dict[str, type[SidecarError]] = {
         NumberOutOfRange,
         IdempotencyKeyReused,
         StorageFull,
+        StorageError,
+        DatabaseBusy,
+        DatabaseGone,
         InternalError,
     )
 }

@@ -8,10 +8,11 @@ exactly the expected query parameters, each once, with ids written canonically. 
 `Content-Type: application/json` exactly, a `Content-Length` within the limit and no
 Idempotency-Key; its body is decoded and checked by the very decoders and commands the Litestar
 handlers use. Anything else (a malformed parameter or body, `achievementKey` in a query,
-percent-escapes, another method), and any request that fails here, goes on to the Litestar app,
-which owns every error answer, so validation lives in one place; a write's body is replayed to
-it. A failed write changed nothing (the writer rolls its savepoint back), so Litestar can run it
-again and answer its error. The answers are the very bytes the Litestar handlers send
+percent-escapes, another method), and any read that fails here, goes on to the Litestar app,
+which owns every validation answer, so validation lives in one place; a write's body is replayed
+to it. A write that reached the writer is never run again: its failure (a 404, a locked
+database) is answered here with the problem Litestar's exception handler would send
+(`errors.problem_of`). The answers are the very bytes the Litestar handlers send
 (`tests/test_fastpath.py` compares both ways). List answers are kept until the database changes
 (`sidecar/answercache.py`).
 """
@@ -30,6 +31,7 @@ from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, S
 from sidecar import commands, store
 from sidecar.answercache import AnswerCache
 from sidecar.db import Readers
+from sidecar.errors import PROBLEM_JSON, problem_body, problem_of
 from sidecar.models import MAX_ID
 from sidecar.routes.common import JSON
 from sidecar.routes.progress import BASE, COMMAND_BODIES, job_of
@@ -116,11 +118,25 @@ def _rank(readers: Readers, user_text: str) -> bytes | None:
     return None if user is None else _encode(store.leaderboard_entry(readers, user))
 
 
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    """What the handlers' ASGIResponse sends for a JSON answer, without building one."""
+Headers = list[tuple[bytes, bytes]]
+# An answer: status, body, and the headers beside Content-Length.
+Answer = tuple[int, bytes, Headers]
+_PROBLEM_TYPE = (b"content-type", PROBLEM_JSON.encode())
+
+
+async def _send(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    """What the handlers' ASGIResponse sends, without building one."""
     length = (b"content-length", str(len(body)).encode())
-    await send({"type": "http.response.start", "status": status, "headers": [_JSON_TYPE, length]})
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _error_answer(error: Exception) -> Answer:
+    """The answer Litestar's exception handler gives to `error`, in the same bytes."""
+    problem, extra = problem_of(error)
+    headers = [_PROBLEM_TYPE]
+    headers += [(name.lower().encode(), value.encode()) for name, value in (extra or {}).items()]
+    return problem.status, problem_body(problem), headers
 
 
 # Headers that send a write to Litestar: it owns idempotency and chunked bodies.
@@ -170,14 +186,15 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             template = scope["path"]
+            answer: Answer | None
             if scope["method"] == "GET":
                 body, template = self._read(scope)
-                answer = None if body is None else (200, body)
+                answer = None if body is None else (200, body, [_JSON_TYPE])
             else:
                 answer, receive = await self._write(scope, receive)
             if answer is not None:
                 scope["path_template"] = template  # the metrics' route label, as Litestar's
-                await _send_json(send, *answer)
+                await _send(send, *answer)
                 return
         await self.app(scope, receive, send)
 
@@ -195,11 +212,8 @@ class FastPath:
             pass  # the Litestar handler answers it, with its error if it fails too (404 and all)
         return None, path
 
-    async def _write(
-        self, scope: HTTPScope, receive: Receive
-    ) -> tuple[tuple[int, bytes] | None, Receive]:
-        """The status and body of a plain write's answer, or None and a `receive` that replays
-        what was read."""
+    async def _write(self, scope: HTTPScope, receive: Receive) -> tuple[Answer | None, Receive]:
+        """The answer to a plain write, or None and a `receive` that replays what was read."""
         decoder = COMMAND_BODIES.get((scope["method"], scope["path"]))
         if decoder is None:
             return None, receive
@@ -211,10 +225,14 @@ class FastPath:
         try:
             if len(body) != length or messages[-1]["type"] != "http.request":
                 raise ValueError("the body was cut short")
-            command = commands.command_of(decode(decoder, body))
-            return await write_without_key(self.service.writer, job_of(command)), receive
+            job = job_of(commands.command_of(decode(decoder, body)))
         except Exception:
             return None, _replaying(messages, receive)
+        try:
+            status, answer = await write_without_key(self.service.writer, job)
+        except Exception as error:  # the write ran (or was refused): never run it twice
+            return _error_answer(error), receive
+        return (status, answer, [_JSON_TYPE]), receive
 
 
 async def _body_messages(receive: Receive) -> list[ReceiveMessage]:

@@ -41,6 +41,21 @@ class Metrics:
         self.table_rows = Gauge(
             "sidecar_table_rows", "Rows per table.", ("table",), registry=self.registry
         )
+        # Set by the /metrics handler (routes/operations.py) from the idempotency_usage row.
+        self.idempotency_keys = Gauge(
+            "sidecar_idempotency_keys", "Stored idempotent answers.", registry=self.registry
+        )
+        self.idempotency_bytes = Gauge(
+            "sidecar_idempotency_bytes",
+            "Bytes of the stored idempotent answers (about what they take in the file), "
+            "held within SIDECAR_IDEMPOTENCY_BUDGET_MB.",
+            registry=self.registry,
+        )
+        self.idempotency_evicted = Gauge(
+            "sidecar_idempotency_evicted_keys",
+            "Idempotency keys purged before their TTL to keep within the budget (ever).",
+            registry=self.registry,
+        )
 
         # Labelled children, looked up once: `labels()` costs more than the increment itself.
         self._counters: dict[tuple[str, str, str], Any] = {}
