@@ -74,10 +74,7 @@ def parse_ops(ops: Sequence[Op], prefix: str = "") -> list[ParsedOp]:
         if op.op != "remove":
             if op.value is ABSENT or len(op.value) == 0:
                 raise validation_error(f"{field}.value", "is required")
-            # A number for inc/max/min is computed with: out of range is its own code. What `set`
-            # stores is metadata, whose numbers out of range are VALIDATION_FAILED.
-            range_code = OUT_OF_RANGE if op.op in NUMERIC_OPS else "VALIDATION_FAILED"
-            value = parse_value(bytes(op.value), f"{field}.value", range_code)
+            value = parse_value(bytes(op.value), f"{field}.value", OUT_OF_RANGE)
             if op.op in NUMERIC_OPS and not is_number(value):
                 raise validation_error(f"{field}.value", f"{op.op} needs a number")
         parsed.append(ParsedOp(op.op, keys, value, field))
