@@ -67,6 +67,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotANumber",
     "NotFound",
+    "NumberOutOfRange",
     "Op",
     "PayloadTooLarge",
     "Problem",
@@ -212,6 +213,10 @@ class InvalidPath(SidecarError):
     code = "INVALID_PATH"
 
 
+class NumberOutOfRange(SidecarError):
+    code = "NUMBER_OUT_OF_RANGE"
+
+
 class IdempotencyKeyReused(SidecarError):
     code = "IDEMPOTENCY_KEY_REUSED"
 
@@ -274,6 +279,7 @@ ERRORS: dict[str, type[SidecarError]] = {
         KeyConflict,
         NotANumber,
         InvalidPath,
+        NumberOutOfRange,
         IdempotencyKeyReused,
         StorageFull,
         StorageError,

@@ -37,7 +37,7 @@ from sidecar.routes.common import JSON
 from sidecar.routes.progress import BASE, COMMAND_ANSWERS, COMMAND_BODIES, job_of
 from sidecar.routes.stats import LEADERBOARD, LIMIT, OFFSET, RANK_TEMPLATE
 from sidecar.service import Service
-from sidecar.validation import decode
+from sidecar.validation import ascii_digits, decode
 from sidecar.writes import write_without_key
 
 # A canonical integer: no sign, no leading zero, at most 19 digits (the range is checked after).
@@ -170,9 +170,10 @@ def _plain_body_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> in
             length = value if length is None else b""
         elif name in _LITESTAR_HEADERS:
             return None
-    if content_type != JSON.encode() or length is None or not length.isdigit():
+    size = None if length is None else ascii_digits(length.decode("latin-1"))
+    if content_type != JSON.encode() or size is None:
         return None
-    return int(length) if int(length) <= limit else None
+    return size if size <= limit else None
 
 
 def _replaying(messages: list[ReceiveMessage], receive: Receive) -> Receive:

@@ -21,7 +21,9 @@ ID_TEXT_PATTERN = "^[1-9][0-9]{0,18}$"
 BodyId = Id | Annotated[str, Meta(pattern=ID_TEXT_PATTERN)]
 Name = Annotated[str, Meta(min_length=1, max_length=255)]
 Description = Annotated[str, Meta(max_length=10_000)]
-KEY_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,63}$"
+# msgspec checks a pattern with re.search, where `$` also matches before a final "\n" ("abc\n"
+# passed); `(?!\n)` refuses that, and the pattern means the same in JSON Schema (ECMA-262).
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$(?!\n)"
 Key = Annotated[str, Meta(pattern=KEY_PATTERN)]
 
 # A Raw of no bytes marks a JSON value that was left out (Raw cannot be combined with UNSET).
@@ -213,16 +215,3 @@ class BatchOperations(Body):
     """A Batch as the OpenAPI document describes it: each item one of the four, by `type`."""
 
     operations: Annotated[list[BatchItem], Meta(min_length=1, max_length=1000)]
-
-
-class DefinitionFileEntry(Body):
-    """One achievement of a definitions file (`definitions import`)."""
-
-    key: Key
-    name: Name
-    description: Description | None = None
-    metadata: dict[str, object] | None = None
-
-
-class DefinitionFile(Body):
-    achievements: list[DefinitionFileEntry]

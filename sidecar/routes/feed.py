@@ -15,7 +15,7 @@ from sidecar.feed import PAGE, TooManyStreams
 from sidecar.models import Event
 from sidecar.routes.common import answer, service_of
 from sidecar.service import Service
-from sidecar.validation import parse_bounded_int
+from sidecar.validation import ascii_digits, parse_bounded_int
 
 MAX_CURSOR = 2**63 - 1
 KEEP_ALIVE_SECONDS = 15.0
@@ -50,9 +50,10 @@ def _resume_point(request: Request[Any, Any, Any]) -> int:
     last = request.headers.get("last-event-id")
     if last is None:
         return parse_bounded_int(request.query_params, "after", 0, 0, MAX_CURSOR)
-    if not last.isdigit() or int(last) > MAX_CURSOR:
+    cursor = ascii_digits(last)
+    if cursor is None or cursor > MAX_CURSOR:
         raise validation_error("Last-Event-ID", "must be an event id")
-    return int(last)
+    return cursor
 
 
 def _frame(event: Event, strings: bool) -> bytes:
