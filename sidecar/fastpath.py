@@ -12,7 +12,8 @@ percent-escapes, another method), and any request that fails here, goes on to th
 which owns every error answer, so validation lives in one place; a write's body is replayed to
 it. A failed write changed nothing (the writer rolls its savepoint back), so Litestar can run it
 again and answer its error. The answers are the very bytes the Litestar handlers send
-(`tests/test_fastpath.py` compares both ways). List answers are kept until the database changes
+(`tests/test_fastpath.py` compares both ways), in the id form the request asks for (`Prefer:
+ids=string`, sidecar/idforms.py). List answers are kept until the database changes
 (`sidecar/answercache.py`).
 """
 
@@ -23,16 +24,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 
-import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, Send
 
-from sidecar import commands, store
+from sidecar import commands, idforms, store
 from sidecar.answercache import AnswerCache
 from sidecar.db import Readers
 from sidecar.models import MAX_ID
 from sidecar.routes.common import JSON
-from sidecar.routes.progress import BASE, COMMAND_BODIES, job_of
+from sidecar.routes.progress import BASE, COMMAND_ANSWERS, COMMAND_BODIES, job_of
 from sidecar.routes.stats import LEADERBOARD, LIMIT, OFFSET, RANK_TEMPLATE
 from sidecar.service import Service
 from sidecar.validation import decode
@@ -48,8 +48,12 @@ _LIST_PARAMETERS = {frozenset((b"userId",)), frozenset((b"userId", b"unlockedOnl
 _LEADERBOARD_PARAMETERS = {
     frozenset(names) for names in ((), (b"limit",), (b"offset",), (b"limit", b"offset"))
 }
-_encode = msgspec.json.Encoder().encode
 _JSON_TYPE = (b"content-type", JSON.encode())
+# Every answer given here holds ids: its headers in each id form, as the handlers send them.
+_ID_HEADERS = {
+    strings: [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    for strings, headers in ((False, idforms.headers(False)), (True, idforms.headers(True)))
+}
 
 
 def _query(raw: bytes, accepted: set[frozenset[bytes]]) -> dict[bytes, bytes] | None:
@@ -76,17 +80,22 @@ def _bounded(found: dict[bytes, bytes], name: bytes, bounds: tuple[int, int, int
     return default if text is None else _integer(text, low, high)
 
 
-def _get(readers: Readers, query: bytes) -> bytes | None:
+def _prefers_string_ids(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    values = [value.decode("latin-1") for name, value in headers if name.lower() == b"prefer"]
+    return bool(values) and idforms.prefers_string_ids(values)
+
+
+def _get(readers: Readers, query: bytes, strings: bool) -> bytes | None:
     found = _query(query, _GET_PARAMETERS)
     if found is None:
         return None
     user, achievement = _id(found[b"userId"]), _id(found[b"achievementId"])
     if user is None or achievement is None:
         return None
-    return _encode(store.get_progress(readers, user, achievement))
+    return idforms.encode(store.get_progress(readers, user, achievement), strings)
 
 
-def _list(readers: Readers, query: bytes, kept: AnswerCache) -> bytes | None:
+def _list(readers: Readers, query: bytes, strings: bool, kept: AnswerCache) -> bytes | None:
     found = _query(query, _LIST_PARAMETERS)
     if found is None:
         return None
@@ -96,30 +105,33 @@ def _list(readers: Readers, query: bytes, kept: AnswerCache) -> bytes | None:
         return None
     return kept.answer(
         readers.data_version(),
-        (user, unlocked_only),
-        lambda: _encode(store.list_progress(readers, user, unlocked_only)),
+        (user, unlocked_only, strings),
+        lambda: idforms.encode(store.list_progress(readers, user, unlocked_only), strings),
     )
 
 
-def _leaderboard(readers: Readers, query: bytes) -> bytes | None:
+def _leaderboard(readers: Readers, query: bytes, strings: bool) -> bytes | None:
     found = _query(query, _LEADERBOARD_PARAMETERS)
     if found is None:
         return None
     limit, offset = _bounded(found, b"limit", LIMIT), _bounded(found, b"offset", OFFSET)
     if limit is None or offset is None:
         return None
-    return _encode(store.leaderboard(readers, limit, offset))
+    return idforms.encode(store.leaderboard(readers, limit, offset), strings)
 
 
-def _rank(readers: Readers, user_text: str) -> bytes | None:
+def _rank(readers: Readers, user_text: str, strings: bool) -> bytes | None:
     user = _id(user_text.encode())
-    return None if user is None else _encode(store.leaderboard_entry(readers, user))
+    if user is None:
+        return None
+    return idforms.encode(store.leaderboard_entry(readers, user), strings)
 
 
-async def _send_json(send: Send, status: int, body: bytes) -> None:
+async def _send_json(send: Send, status: int, body: bytes, strings: bool) -> None:
     """What the handlers' ASGIResponse sends for a JSON answer, without building one."""
     length = (b"content-length", str(len(body)).encode())
-    await send({"type": "http.response.start", "status": status, "headers": [_JSON_TYPE, length]})
+    headers = [*_ID_HEADERS[strings], _JSON_TYPE, length]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -160,7 +172,7 @@ class FastPath:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
-        self._routes: dict[str, Callable[[Readers, bytes], bytes | None]] = {
+        self._routes: dict[str, Callable[[Readers, bytes, bool], bytes | None]] = {
             BASE: _get,
             LIST: partial(_list, kept=AnswerCache()),
             LEADERBOARD: _leaderboard,
@@ -169,27 +181,31 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             template = scope["path"]
+            strings = _prefers_string_ids(scope["headers"])
             if scope["method"] == "GET":
-                body, template = self._read(scope)
+                body, template = self._read(scope, strings)
                 answer = None if body is None else (200, body)
             else:
                 answer, receive = await self._write(scope, receive)
+                if answer is not None and strings:
+                    kind = COMMAND_ANSWERS[(scope["method"], template)]
+                    answer = (answer[0], idforms.restring(kind, answer[1]))
             if answer is not None:
                 scope["path_template"] = template  # the metrics' route label, as Litestar's
-                await _send_json(send, *answer)
+                await _send_json(send, *answer, strings)
                 return
         await self.app(scope, receive, send)
 
-    def _read(self, scope: HTTPScope) -> tuple[bytes | None, str]:
+    def _read(self, scope: HTTPScope, strings: bool) -> tuple[bytes | None, str]:
         """The answer to a plain read (None for any other request) and its route's template."""
         path, query = scope["path"], scope["query_string"]
         try:
             route = self._routes.get(path)
             if route is not None:
-                return route(self.service.readers, query), path
+                return route(self.service.readers, query, strings), path
             parent, _, user = path.rpartition("/")
             if parent == LEADERBOARD and not query:
-                return _rank(self.service.readers, user), RANK_TEMPLATE
+                return _rank(self.service.readers, user, strings), RANK_TEMPLATE
         except Exception:
             pass  # the Litestar handler answers it, with its error if it fails too (404 and all)
         return None, path

@@ -14,6 +14,11 @@ from msgspec import UNSET, Meta, Raw, UnsetType
 
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
+# In a body an id may also be its canonical decimal string (Revision 2: a JavaScript number
+# cannot hold a snowflake). The pattern also lets through 19 digits above MAX_ID, and msgspec
+# matches with re.search (a trailing newline passes `$`): commands.id_of checks it in full.
+ID_TEXT_PATTERN = "^[1-9][0-9]{0,18}$"
+BodyId = Id | Annotated[str, Meta(pattern=ID_TEXT_PATTERN)]
 Name = Annotated[str, Meta(min_length=1, max_length=255)]
 Description = Annotated[str, Meta(max_length=10_000)]
 KEY_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -98,7 +103,20 @@ class Health(Wire):
     version: str
 
 
+class BatchResult(UserAchievement):
+    """One batch item's answer: what its single endpoint answers (`newlyUnlocked` for unlock and
+    apply items only)."""
+
+    newly_unlocked: bool | UnsetType = UNSET
+
+
+class BatchAnswer(Wire):
+    results: list[BatchResult]
+
+
 class BatchResults(Wire):
+    """The client's view of a BatchAnswer: each result decoded by its item's type."""
+
     results: list[Raw]
 
 
@@ -134,8 +152,8 @@ class ReplaceDefinition(Body):
 class AchievementRef(Body):
     """`achievementId` or `achievementKey`: exactly one of them (checked after decoding)."""
 
-    user_id: Id
-    achievement_id: Id | None = None
+    user_id: BodyId
+    achievement_id: BodyId | None = None
     achievement_key: Key | None = None
 
 

@@ -45,13 +45,13 @@ async def create_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
 
 @get(BASE, opt={"answer": list[Achievement]})
 async def list_definitions(request: Request[Any, Any, Any]) -> ASGIResponse:
-    return answer(await store.list_achievements(service_of(request).readers))
+    return answer(request, await store.list_achievements(service_of(request).readers))
 
 
 @get(f"{BASE}/{{id:str}}", opt={"answer": Achievement})
 async def get_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     achievement = parse_id(request.path_params["id"], "id")
-    return answer(store.get_achievement(service_of(request).readers, achievement))
+    return answer(request, store.get_achievement(service_of(request).readers, achievement))
 
 
 @put(f"{BASE}/{{id:str}}", opt={"body": UpdateDefinition, "answer": Achievement})
@@ -106,7 +106,7 @@ async def replace_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
 @get(f"{BASE}/by-key/{{key:str}}", opt={"answer": Achievement})
 async def get_definition_by_key(request: Request[Any, Any, Any]) -> ASGIResponse:
     key = key_param(request.path_params["key"])
-    return answer(store.get_achievement(service_of(request).readers, key))
+    return answer(request, store.get_achievement(service_of(request).readers, key))
 
 
 @delete(f"{BASE}/by-key/{{key:str}}", status_code=200, opt={"answer": Achievement})

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from litestar import Request, get
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
-from sidecar import store
+from sidecar import idforms, store
 from sidecar.errors import validation_error
 from sidecar.models import Event
 from sidecar.routes.common import answer, service_of
@@ -21,14 +20,12 @@ MAX_CURSOR = 2**63 - 1
 KEEP_ALIVE_SECONDS = 15.0
 STREAM_PAGE = 500
 
-_encode = msgspec.json.Encoder().encode
-
 
 @get("/users/achievements/events", opt={"query": ("after", "limit"), "answer": list[Event]})
 async def events(request: Request[Any, Any, Any]) -> ASGIResponse:
     after = parse_bounded_int(request.query_params, "after", 0, 0, MAX_CURSOR)
     limit = parse_bounded_int(request.query_params, "limit", 100, 1, 1000)
-    return answer(await store.events_after(service_of(request).readers, after, limit))
+    return answer(request, await store.events_after(service_of(request).readers, after, limit))
 
 
 def _resume_point(request: Request[Any, Any, Any]) -> int:
@@ -41,14 +38,14 @@ def _resume_point(request: Request[Any, Any, Any]) -> int:
     return int(last)
 
 
-async def _frames(service: Service, after: int) -> AsyncIterator[bytes]:
+async def _frames(service: Service, after: int, strings: bool) -> AsyncIterator[bytes]:
     cursor = after
     yield b": connected\n\n"
     while not service.feed.closing.is_set():
         signal = service.feed.signal()
         batch = await store.events_after(service.readers, cursor, STREAM_PAGE)
         for event in batch:
-            yield b"id: %d\ndata: %s\n\n" % (event.id, _encode(event))
+            yield b"id: %d\ndata: %s\n\n" % (event.id, idforms.encode(event, strings))
         if batch:
             cursor = batch[-1].id
             continue
@@ -57,13 +54,15 @@ async def _frames(service: Service, after: int) -> AsyncIterator[bytes]:
             yield b": keep-alive\n\n"
 
 
-@get("/users/achievements/events/stream", opt={"query": ("after",), "stream": True})
+# `stream`: the type of each event's `data:`.
+@get("/users/achievements/events/stream", opt={"query": ("after",), "stream": Event})
 async def event_stream(request: Request[Any, Any, Any]) -> Stream:
     after = _resume_point(request)
+    strings, id_headers = idforms.id_form(request, Event)
     return Stream(
-        _frames(service_of(request), after),
+        _frames(service_of(request), after, strings),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(id_headers or {})},
     )
 
 

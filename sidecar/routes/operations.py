@@ -19,7 +19,7 @@ OPENAPI_PATH = "/schema/openapi.json"
 @get("/health", opt={"answer": Health})
 async def health(request: Request[Any, Any, Any]) -> ASGIResponse:
     store.ping(service_of(request).readers)
-    return answer(Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
+    return answer(request, Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
 
 
 @get("/metrics", opt={"text": "text/plain"})

@@ -12,7 +12,7 @@ from sidecar import commands, store
 from sidecar.models import (
     Apply,
     Batch,
-    BatchResults,
+    BatchAnswer,
     Unlock,
     Upsert,
     UserAchievement,
@@ -59,14 +59,14 @@ async def upsert_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
 @get(BASE, opt={"query": ROW_QUERY, "answer": UserAchievement | None})
 async def get_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     user, achievement = user_param(request), achievement_param(request)
-    return answer(store.get_progress(service_of(request).readers, user, achievement))
+    return answer(request, store.get_progress(service_of(request).readers, user, achievement))
 
 
 @get(f"{BASE}/list", opt={"query": ("userId", "unlockedOnly"), "answer": list[UserAchievement]})
 async def list_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     user = user_param(request)
     unlocked_only = parse_bool(request.query_params, "unlockedOnly")
-    return answer(store.list_progress(service_of(request).readers, user, unlocked_only))
+    return answer(request, store.list_progress(service_of(request).readers, user, unlocked_only))
 
 
 @put(UNLOCK, opt={"body": Unlock, "answer": UserAchievementChange})
@@ -87,7 +87,7 @@ async def apply_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     return await _run(request, commands.command_of(body))
 
 
-@post(f"{BASE}/batch", opt={"body": Batch, "answer": BatchResults})
+@post(f"{BASE}/batch", opt={"body": Batch, "answer": BatchAnswer})
 async def batch_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     batch = commands.batch_of(await body_of(request, _batch))
     return await write(
@@ -96,6 +96,14 @@ async def batch_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
         lambda connection: (200, commands.execute_batch(connection, batch)),
     )
 
+
+# The type of each one's answer, for the fast path's ids as strings.
+COMMAND_ANSWERS: dict[tuple[str, str], Any] = {
+    (method, path): handler.opt["answer"]
+    for handler in (upsert_progress, unlock_progress, apply_progress)
+    for method in handler.http_methods
+    for path in handler.paths
+}
 
 PROGRESS_ROUTES = [
     upsert_progress,

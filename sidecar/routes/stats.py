@@ -21,20 +21,20 @@ OFFSET = (0, 0, 2**62)
 
 @get("/users/achievements/stats", opt={"answer": list[AchievementStats]})
 async def stats(request: Request[Any, Any, Any]) -> ASGIResponse:
-    return answer(await store.achievement_stats(service_of(request).readers))
+    return answer(request, await store.achievement_stats(service_of(request).readers))
 
 
 @get(LEADERBOARD, opt={"query": ("limit", "offset"), "answer": list[LeaderboardEntry]})
 async def leaderboard(request: Request[Any, Any, Any]) -> ASGIResponse:
     limit = parse_bounded_int(request.query_params, "limit", *LIMIT)
     offset = parse_bounded_int(request.query_params, "offset", *OFFSET)
-    return answer(store.leaderboard(service_of(request).readers, limit, offset))
+    return answer(request, store.leaderboard(service_of(request).readers, limit, offset))
 
 
 @get(f"{LEADERBOARD}/{{userId:str}}", opt={"answer": LeaderboardEntry})
 async def leaderboard_entry(request: Request[Any, Any, Any]) -> ASGIResponse:
     user = parse_id(request.path_params["userId"], "userId")
-    return answer(store.leaderboard_entry(service_of(request).readers, user))
+    return answer(request, store.leaderboard_entry(service_of(request).readers, user))
 
 
 STATS_ROUTES = [stats, leaderboard, leaderboard_entry]
