@@ -165,7 +165,7 @@ class Unlock(AchievementRef):
     pass
 
 
-class Op(Body):
+class ProgressOp(Body):
     op: Literal["inc", "max", "min", "set", "remove"]
     path: str
     value: Raw = OPTIONAL_JSON
@@ -181,7 +181,7 @@ class Condition(Body):
 
 
 class Apply(AchievementRef, kw_only=True):
-    ops: Annotated[list[Op], Meta(max_length=100)]
+    ops: Annotated[list[ProgressOp], Meta(max_length=100)]
     unlock_when: list[Condition] | None = None
 
 
@@ -206,6 +206,12 @@ class DeleteItem(AchievementRef, tag="delete", tag_field="type"):
 
 
 BatchItem = UpsertItem | UnlockItem | ApplyItem | DeleteItem
+
+
+class BatchOperations(Body):
+    """A Batch as the OpenAPI document describes it: each item one of the four, by `type`."""
+
+    operations: Annotated[list[BatchItem], Meta(min_length=1, max_length=1000)]
 
 
 class DefinitionFileEntry(Body):

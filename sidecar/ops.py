@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from sidecar.errors import ApiError, validation_error
-from sidecar.models import ABSENT, Condition, Op
+from sidecar.models import ABSENT, Condition, ProgressOp
 from sidecar.validation import FLOAT_MAX, parse_value
 
 NUMERIC_OPS = frozenset({"inc", "max", "min"})
@@ -46,7 +46,7 @@ def split_path(path: str, field: str) -> tuple[str, ...]:
     return keys
 
 
-def parse_ops(ops: Sequence[Op], prefix: str = "") -> list[ParsedOp]:
+def parse_ops(ops: Sequence[ProgressOp], prefix: str = "") -> list[ParsedOp]:
     parsed = []
     for index, op in enumerate(ops):
         field = f"{prefix}ops.{index}"

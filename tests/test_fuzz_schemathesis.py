@@ -124,6 +124,10 @@ def test_operation(api_schema: Any, operation: str) -> None:
         database=None,
     )
     def run(case: Any) -> None:
+        # The answer schemas describe ids in their integer form; `Prefer: ids=string` turns them
+        # into strings (tests/test_ids_as_strings.py), which these checks would take for a fault.
+        if case.headers:
+            case.headers.pop("Prefer", None)
         case.call_and_validate(base_url=BASE_URL, checks=CHECKS, **extra)
 
     run()

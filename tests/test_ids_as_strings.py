@@ -303,3 +303,19 @@ async def first_event(response: httpx.Response) -> Any:
         if line.startswith("data: "):
             return json.loads(line.removeprefix("data: "))
     raise AssertionError("the stream ended")
+
+
+async def test_a_key_replays_only_the_same_bytes_whatever_the_id_form(client: Any) -> None:
+    # The same request in meaning, but other bytes: a retry must send what it sent first.
+    achievement = (await create_definition(client, "A"))["id"]
+    key = {"Idempotency-Key": "same-key"}
+    first = await client.put(
+        f"{PROGRESS}/unlock",
+        json={"userId": str(SNOWFLAKE), "achievementId": achievement},
+        headers=key,
+    )
+    assert first.status_code == 200
+    other = await client.put(
+        f"{PROGRESS}/unlock", json={"userId": SNOWFLAKE, "achievementId": achievement}, headers=key
+    )
+    assert_problem(other, 422, "IDEMPOTENCY_KEY_REUSED")

@@ -19,12 +19,27 @@ from sidecar.validation import parse_bounded_int
 MAX_CURSOR = 2**63 - 1
 KEEP_ALIVE_SECONDS = 15.0
 STREAM_PAGE = 500
+# (default, lowest, highest) of the query parameters.
+AFTER = (0, 0, MAX_CURSOR)
+LIMIT = (100, 1, 1000)
 
 
-@get("/users/achievements/events", opt={"query": ("after", "limit"), "answer": list[Event]})
-async def events(request: Request[Any, Any, Any]) -> ASGIResponse:
-    after = parse_bounded_int(request.query_params, "after", 0, 0, MAX_CURSOR)
-    limit = parse_bounded_int(request.query_params, "limit", 100, 1, 1000)
+@get(
+    "/users/achievements/events",
+    opt={
+        "query": ("after", "limit"),
+        "bounds": {"after": AFTER, "limit": LIMIT},
+        "answer": list[Event],
+    },
+)
+async def list_events(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """List unlock events after a cursor, oldest first.
+
+    Every unlock appends one event in its own transaction; ids start at 1 and grow by one,
+    none skipped or repeated. Keep the last id you handled and ask `after` it.
+    """
+    after = parse_bounded_int(request.query_params, "after", *AFTER)
+    limit = parse_bounded_int(request.query_params, "limit", *LIMIT)
     return answer(request, await store.events_after(service_of(request).readers, after, limit))
 
 
@@ -55,8 +70,21 @@ async def _frames(service: Service, after: int, strings: bool) -> AsyncIterator[
 
 
 # `stream`: the type of each event's `data:`.
-@get("/users/achievements/events/stream", opt={"query": ("after",), "stream": Event})
-async def event_stream(request: Request[Any, Any, Any]) -> Stream:
+@get(
+    "/users/achievements/events/stream",
+    opt={
+        "query": ("after",),
+        "bounds": {"after": AFTER},
+        "stream": Event,
+        "errors": ("TOO_MANY_STREAMS",),
+    },
+)
+async def stream_events(request: Request[Any, Any, Any]) -> Stream:
+    """Stream unlock events live (Server-Sent Events), resuming after a cursor.
+
+    Each event's `id:` is its id; a reconnect with `Last-Event-ID` (or `after`) loses
+    nothing in between.
+    """
     after = _resume_point(request)
     strings, id_headers = idforms.id_form(request, Event)
     return Stream(
@@ -66,4 +94,4 @@ async def event_stream(request: Request[Any, Any, Any]) -> Stream:
     )
 
 
-FEED_ROUTES = [events, event_stream]
+FEED_ROUTES = [list_events, stream_events]

@@ -17,22 +17,25 @@ OPENAPI_PATH = "/schema/openapi.json"
 
 
 @get("/health", opt={"answer": Health})
-async def health(request: Request[Any, Any, Any]) -> ASGIResponse:
+async def get_health(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Health: 200 once the database answers. Never needs the token."""
     store.ping(service_of(request).readers)
     return answer(request, Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
 
 
 @get("/metrics", opt={"text": "text/plain"})
-async def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
+async def get_metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Prometheus metrics: requests, latency, database and WAL sizes, rows per table."""
     service = service_of(request)
     rows = await store.table_rows(service.readers)
     body = request.app.state.metrics.exposition(service.settings.db_path, rows)
     return ASGIResponse(body=body, media_type="text/plain; version=0.0.4")
 
 
-@get(OPENAPI_PATH, opt={"answer": dict[str, Any]})
-async def openapi_document(request: Request[Any, Any, Any]) -> ASGIResponse:
+@get(OPENAPI_PATH, opt={"answer": dict[str, Any], "database": False})
+async def get_openapi_document(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """This OpenAPI 3.1 document."""
     return ASGIResponse(body=request.app.state.openapi, media_type="application/json")
 
 
-OPERATION_ROUTES = [health, metrics, openapi_document]
+OPERATION_ROUTES = [get_health, get_metrics, get_openapi_document]
