@@ -9,8 +9,10 @@ CREATE TABLE users (
 ) STRICT;
 
 -- key and metadata come last: that is where migration 2 added them to a version-1 file.
+-- AUTOINCREMENT: a deleted definition's id is never given to a new one, so the ids in the feed
+-- and in backups keep meaning one achievement.
 CREATE TABLE achievements (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     -- Bytes, not length(): SQLite's length() stops at a NUL character. 4 bytes a character at most.
     name         TEXT NOT NULL CHECK (name <> '' AND length(CAST(name AS BLOB)) <= 4 * 255),
     description  TEXT CHECK (length(CAST(description AS BLOB)) <= 4 * 10000),
@@ -58,6 +60,19 @@ CREATE TABLE idempotency_keys (
 ) STRICT;
 
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+
+-- The stored answers' count and size: about what a key takes in the file (the key and the
+-- timestamp are in the row and in an index each; 48 bytes of record and page overhead). Kept
+-- by the triggers below, so that the size budget is checked without a scan; `evicted` counts
+-- the keys purged before their TTL to keep within the budget.
+CREATE TABLE idempotency_usage (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    keys     INTEGER NOT NULL DEFAULT 0,
+    bytes    INTEGER NOT NULL DEFAULT 0,
+    evicted  INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+INSERT INTO idempotency_usage (id) VALUES (1);
 
 -- Counters kept by the triggers below, so stats and the leaderboard never scan progress rows.
 -- user_stats.reached_at is when the user reached the current unlocked_count (their newest unlock).
@@ -119,6 +134,20 @@ CREATE TABLE totals (
 ) STRICT;
 
 INSERT INTO totals (id) VALUES (1);
+
+CREATE TRIGGER idempotency_key_stored AFTER INSERT ON idempotency_keys BEGIN
+    UPDATE idempotency_usage
+       SET keys = keys + 1, bytes = bytes + 2 * length(CAST(new.key AS BLOB))
+           + length(new.fingerprint) + length(new.body) + 2 * length(new.created_at) + 48
+     WHERE id = 1;
+END;
+
+CREATE TRIGGER idempotency_key_removed AFTER DELETE ON idempotency_keys BEGIN
+    UPDATE idempotency_usage
+       SET keys = keys - 1, bytes = bytes - 2 * length(CAST(old.key AS BLOB))
+           - length(old.fingerprint) - length(old.body) - 2 * length(old.created_at) - 48
+     WHERE id = 1;
+END;
 
 CREATE TRIGGER user_inserted AFTER INSERT ON users BEGIN
     INSERT INTO user_stats (user_id) VALUES (new.id);

@@ -1,51 +1,127 @@
-"""The command line: serve | backup | check | definitions import/export."""
+"""The command line: serve | backup | restore | check | definitions import/export."""
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
 import os
+import sqlite3
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sidecar import db, definitions_io
-from sidecar.settings import db_path_from, settings_from_env
+from sidecar import backup, db, definitions_io
+from sidecar.settings import (
+    SETTINGS,
+    SettingError,
+    db_path_from,
+    settings_from_env,
+    unknown_variables,
+    version,
+)
 
 PROGRESS_SECONDS = 1.0
 MIB = 1024 * 1024
 
 
+DB_HELP = "the SQLite file (else SIDECAR_DB, else ./achievements.db)"
+
+
+def _serve_epilog() -> str:
+    lines = ["settings (a flag wins over its variable, which wins over the default):"]
+    for setting in SETTINGS.values():
+        flag = f" ({setting.flag})" if setting.flag else ""
+        lines.append(f"  {setting.variable}{flag}")
+        lines += textwrap.wrap(
+            setting.describe(), 94, initial_indent=" " * 6, subsequent_indent=" " * 6
+        )
+    lines.append("A bad value stops the command with one line naming it (exit status 2).")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sidecar", description="Achievements sidecar")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="sidecar", description="Achievements sidecar: an HTTP service on one SQLite file."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"sidecar {version()}", help="print the version"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--db", help="SQLite file (else SIDECAR_DB, else ./achievements.db)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service.",
+        epilog=_serve_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--db", help=DB_HELP)
     serve.add_argument("--host", help="address to bind (else SIDECAR_HOST, else 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (else SIDECAR_PORT, else 8787)")
+    serve.add_argument("--port", help="port to bind, 1-65535 (else SIDECAR_PORT, else 8787)")
 
-    backup = commands.add_parser("backup", help="write a consistent copy of the live database")
-    backup.add_argument("output", help="the copy to write")
-    backup.add_argument("--force", action="store_true", help="overwrite an existing OUTPUT")
-    backup.add_argument("--db")
+    backup = commands.add_parser(
+        "backup",
+        help="write a consistent copy of the database, also while it serves",
+        description="Write a consistent single-file copy of the database (0600), also while the "
+        "service runs and takes writes. Refuses an OUT that is the database or its -wal/-shm "
+        "(whatever its name), that is not a regular file, or whose directory does not exist.",
+    )
+    backup.add_argument("output", metavar="OUT", help="the copy to write")
+    backup.add_argument(
+        "--force", action="store_true", help="replace OUT if it exists (a regular file only)"
+    )
+    backup.add_argument("--db", help=DB_HELP)
 
-    check = commands.add_parser("check", help="integrity_check and foreign_key_check")
-    check.add_argument("--db")
+    restore = commands.add_parser(
+        "restore",
+        help="replace the database with a backup (the service stopped)",
+        description="Check BACKUP (integrity_check, foreign_key_check, schema version not newer "
+        "than this release; an older one is upgraded at the next start), then replace the "
+        "database with it atomically, keeping the replaced file as <db>.before-restore. Refuses "
+        "while a service (or another program) has the database open.",
+    )
+    restore.add_argument("backup", metavar="BACKUP", help="the backup file to restore")
+    restore.add_argument(
+        "--force", action="store_true", help="replace an existing <db>.before-restore"
+    )
+    restore.add_argument("--db", help=DB_HELP)
 
-    definitions = commands.add_parser("definitions", help="achievements as code, by key")
-    actions = definitions.add_subparsers(dest="action", required=True)
-    load = actions.add_parser("import", help="create or replace definitions from a file")
+    check = commands.add_parser(
+        "check",
+        help="integrity_check and foreign_key_check, read-only",
+        description="Run integrity_check and foreign_key_check on the file, read-only; exit "
+        "status 1 on any problem, 2 when the file is missing or empty.",
+    )
+    check.add_argument("--db", help=DB_HELP)
+
+    definitions = commands.add_parser(
+        "definitions",
+        help="achievements as code, by key",
+        description="Achievements as code: import or export definitions by key.",
+    )
+    actions = definitions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    load = actions.add_parser(
+        "import",
+        help="create or replace definitions from a file",
+        description="Create or replace definitions by key from a file, in one transaction.",
+    )
     load.add_argument("file", type=Path, help="JSON, or TOML when it ends in .toml")
     load.add_argument(
         "--dry-run", action="store_true", help="show what would change, write nothing"
     )
-    load.add_argument("--db")
-    dump = actions.add_parser("export", help="write every definition that has a key")
-    dump.add_argument("--format", choices=("json", "toml"), default="json")
+    load.add_argument("--db", help=DB_HELP)
+    dump = actions.add_parser(
+        "export",
+        help="write every definition that has a key",
+        description="Write every definition that has a key (read-only).",
+    )
+    dump.add_argument(
+        "--format", choices=("json", "toml"), default="json", help="file format (default json)"
+    )
     dump.add_argument("--output", type=Path, help="file to write (default: standard output)")
-    dump.add_argument("--db")
+    dump.add_argument("--db", help=DB_HELP)
     return parser
 
 
@@ -55,33 +131,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from sidecar.server import serve
 
-            return serve(settings_from_env(db=args.db, host=args.host, port=args.port))
+            # Every setting is read and checked here, before the file is opened or a port bound.
+            settings = settings_from_env(db=args.db, host=args.host, port=args.port)
+            for name in unknown_variables():
+                print(f"sidecar: warning: {name} is not a setting; ignored", file=sys.stderr)
+            return serve(settings)
         if args.command == "backup":
             return _backup(db_path_from(args.db), args.output, args.force)
+        if args.command == "restore":
+            return _restore(args.backup, db_path_from(args.db), args.force)
         if args.command == "check":
             return _check(db_path_from(args.db))
         if args.action == "import":
             return _import(db_path_from(args.db), args.file, args.dry_run)
         return _export(db_path_from(args.db), args.format, args.output)
-    except (db.DatabaseError, definitions_io.DefinitionsFileError) as error:
+    except (SettingError, db.DatabaseError, definitions_io.DefinitionsFileError) as error:
         print(f"sidecar: {error}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.Error) as error:  # e.g. an --output in a missing directory
+        print(f"sidecar: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a backup's temporary file is removed once its thread ends
+        print("sidecar: interrupted", file=sys.stderr)
+        return 130
 
 
 def _backup(source: str, output: str, force: bool) -> int:
-    if not Path(source).is_file():
-        print(f"sidecar: no database at {source}", file=sys.stderr)
-        return 2
-    if Path(output).exists() and not force:
-        print(f"sidecar: {output} exists; use --force to overwrite it", file=sys.stderr)
-        return 1
     started = time.monotonic()
+    plan = backup.Backup.plan(source, output, force)
     total = os.path.getsize(source) + _size(f"{source}-wal")
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        copying = pool.submit(db.backup, source, output)
+        copying = pool.submit(plan.write)
         # The copy is one consistent snapshot (one step); show how far it has got meanwhile.
         while not _wait(copying, PROGRESS_SECONDS):
-            done = _size(f"{output}.partial")
+            done = _size(plan.temporary)
             print(f"copying: {done / MIB:.1f} of about {total / MIB:.1f} MiB", file=sys.stderr)
         pages = copying.result()
     elapsed = time.monotonic() - started
@@ -102,11 +185,16 @@ def _size(path: str) -> int:
         return 0
 
 
+def _restore(source: str, database: str, force: bool) -> int:
+    kept = backup.restore(source, database, force)
+    print(f"restored {database} from {source}")
+    if kept:
+        print(f"the replaced file is kept as {kept}")
+    return 0
+
+
 def _check(path: str) -> int:
-    if not Path(path).is_file():
-        print(f"sidecar: no database at {path}", file=sys.stderr)
-        return 2
-    problems = db.check(path)
+    problems = backup.check(path)
     for problem in problems:
         print(problem)
     if problems:

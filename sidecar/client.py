@@ -62,6 +62,8 @@ __all__ = [
     "AsyncDetailed",
     "Batch",
     "BatchResult",
+    "DatabaseBusy",
+    "DatabaseGone",
     "FieldError",
     "HeadersTooLarge",
     "IdempotencyKeyReused",
@@ -79,9 +81,12 @@ __all__ = [
     "ProgressNotFound",
     "SidecarError",
     "SidecarUnavailable",
+    "StorageError",
     "StorageFull",
     "SyncAchievementsClient",
     "SyncDetailed",
+    "TooManyConnections",
+    "TooManyStreams",
     "Unauthorized",
     "UnsupportedMediaType",
     "UserNotFound",
@@ -225,6 +230,28 @@ class StorageFull(SidecarError):
     code = "STORAGE_FULL"
 
 
+class StorageError(SidecarError):
+    code = "STORAGE_ERROR"
+
+
+class DatabaseBusy(SidecarError):
+    """Another process holds the database's write lock; the answer carries Retry-After."""
+
+    code = "DATABASE_BUSY"
+
+
+class DatabaseGone(SidecarError):
+    code = "DATABASE_GONE"
+
+
+class TooManyStreams(SidecarError):
+    code = "TOO_MANY_STREAMS"
+
+
+class TooManyConnections(SidecarError):
+    code = "TOO_MANY_CONNECTIONS"
+
+
 class InternalError(SidecarError):
     code = "INTERNAL_ERROR"
 
@@ -259,6 +286,11 @@ ERRORS: dict[str, type[SidecarError]] = {
         InvalidPath,
         IdempotencyKeyReused,
         StorageFull,
+        StorageError,
+        DatabaseBusy,
+        DatabaseGone,
+        TooManyStreams,
+        TooManyConnections,
         InternalError,
     )
 }

@@ -1,4 +1,4 @@
-"""SQLite: connections and pragmas, the schema and its version, the writer thread, backup and check.
+"""SQLite: connections and pragmas, the schema and its version, the writer thread.
 
 All writes go through one `Writer`: a thread that owns the only writing connection and runs each
 request's whole transaction as one function call on that thread (one hop from the event loop).
@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
+import resource
 import sqlite3
 import threading
 import time
@@ -30,7 +32,7 @@ log = logging.getLogger("sidecar")
 T = TypeVar("T")
 Parameters = Sequence[Any] | Mapping[str, Any]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # RETURNING, STRICT tables and the JSON functions are all there from 3.37.
 MIN_SQLITE = (3, 37, 0)
 BUSY_TIMEOUT_MS = 5000
@@ -38,10 +40,73 @@ BUSY_TIMEOUT_MS = 5000
 MAX_GROUP = 256
 # While writes go on, the WAL is checkpointed at most this often.
 CHECKPOINT_EVERY_SECONDS = 0.1
+# A checkpoint that could not finish (a reader on an old snapshot) is tried again this often,
+# also when no write comes.
+CHECKPOINT_RETRY_SECONDS = 1.0
+# The WAL grows during a burst while readers hold old snapshots; once it is folded in, it is
+# cut back to this size (journal_size_limit at the writer's next commit, or a TRUNCATE
+# checkpoint when quiet).
+JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class DatabaseError(Exception):
     """The database file cannot be used; the message is one clear line for the operator."""
+
+
+class DatabaseGone(Exception):
+    """The file at the database's path is no longer the one the service has open."""
+
+
+class StorageFull(Exception):
+    """A write failed for lack of room: a full filesystem or the file-size limit."""
+
+
+class WriterStopped(Exception):
+    """The writer thread is not running: a bug, since it survives every failing job."""
+
+
+# Room below which an I/O error of a write counts as a full disk (see `out_of_room`).
+ROOM_MARGIN_BYTES = 1024 * 1024
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def out_of_room(path: str) -> bool:
+    """Whether the database's files have no room left to grow.
+
+    SQLite reports ENOSPC as SQLITE_FULL, but a write past the process's file-size limit (EFBIG)
+    as a plain I/O error: that one is told from other I/O errors by the files' sizes.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    files = (path, f"{path}-wal")
+    if soft != resource.RLIM_INFINITY and any(_size(f) + ROOM_MARGIN_BYTES > soft for f in files):
+        return True
+    try:
+        stats = os.statvfs(Path(path).parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < ROOM_MARGIN_BYTES
+
+
+FileIdentity = tuple[tuple[int, int] | None, ...]
+
+
+def file_identity(path: str) -> FileIdentity:
+    """(device, inode) of the database file and its WAL (None where missing)."""
+    identity: list[tuple[int, int] | None] = []
+    for name in (path, f"{path}-wal"):
+        try:
+            stats = os.stat(name)
+        except FileNotFoundError:
+            identity.append(None)
+        else:
+            identity.append((stats.st_dev, stats.st_ino))
+    return tuple(identity)
 
 
 def schema_sql() -> str:
@@ -73,11 +138,14 @@ def schema_objects(connection: sqlite3.Connection, kind: str) -> list[tuple[str,
     ).fetchall()
 
 
-def recreate_triggers_sql() -> str:
-    """Drop and re-create every trigger of schema.sql, as the last step of an upgrade.
+def recreate_triggers_sql(connection: sqlite3.Connection) -> tuple[str, str]:
+    """(drop, create): SQL that drops every trigger the file has, and SQL that creates every
+    trigger of schema.sql; an upgrade runs the first before its migrations, the second after.
 
     Triggers hold no data: taking them from schema.sql after the migrations leaves a migrated
-    file with exactly the triggers of a fresh one, so a migration changes tables and rows only.
+    file with exactly the triggers of a fresh one (also when an old release or an operator added
+    one that today's schema does not name), so a migration changes tables and rows only, and
+    no old trigger fires while a migration rebuilds a table.
     """
     scratch = sqlite3.connect(":memory:")
     try:
@@ -85,7 +153,11 @@ def recreate_triggers_sql() -> str:
         triggers = schema_objects(scratch, "trigger")
     finally:
         scratch.close()
-    return "\n".join(f"DROP TRIGGER IF EXISTS {name};\n{sql};" for name, sql in triggers)
+    drop = "".join(
+        'DROP TRIGGER IF EXISTS "{}";\n'.format(name.replace('"', '""'))
+        for name, _ in schema_objects(connection, "trigger")
+    )
+    return drop, "\n".join(f"{sql};" for _, sql in triggers)
 
 
 def check_sqlite_version() -> None:
@@ -120,6 +192,10 @@ def prepare(path: str) -> None:
         raise DatabaseError(f"{path} is not a regular file")
     if not target.parent.exists():
         raise DatabaseError(f"directory {target.parent} does not exist")
+    # Created 0600 before SQLite opens it (its -wal and -shm then get the same mode): the file
+    # holds every user's data and stored answers.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         connection = connect(path)
     except sqlite3.Error as error:
@@ -136,8 +212,9 @@ def prepare(path: str) -> None:
                 raise DatabaseError(f"{path} holds tables that are not this service's schema")
             _upgrade(connection, [schema_sql()])
         elif version < SCHEMA_VERSION:
+            drop, create = recreate_triggers_sql(connection)
             scripts = [script for _, script in migrations_after(version)]
-            _upgrade(connection, [*scripts, recreate_triggers_sql()])
+            _upgrade(connection, [drop, *scripts, create])
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DatabaseError(f"{path} cannot be switched to WAL mode (got {mode})")
@@ -158,16 +235,28 @@ def prepare(path: str) -> None:
 
 
 def _upgrade(connection: sqlite3.Connection, scripts: list[str]) -> None:
-    """Run the scripts and set user_version in one transaction: all of it, or nothing."""
+    """Run the scripts and set user_version in one transaction: all of it, or nothing.
+
+    Foreign keys are off meanwhile, so that a migration that rebuilds a table (drop, rename)
+    cascades nothing; they are checked before the commit instead.
+    """
     body = "\n".join(scripts)
+    connection.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: set before
     try:
+        # One script, without the COMMIT: executescript would commit a transaction begun apart.
         connection.executescript(
-            f"BEGIN IMMEDIATE;\n{body}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+            f"BEGIN IMMEDIATE;\n{body}\nPRAGMA user_version = {SCHEMA_VERSION};"
         )
+        broken = connection.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise sqlite3.IntegrityError(f"foreign keys broken by the upgrade: {broken[:3]}")
+        connection.execute("COMMIT")
     except sqlite3.Error:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+    finally:
+        connection.execute("PRAGMA foreign_keys = ON")
 
 
 def checkpoint(path: str) -> None:
@@ -190,6 +279,9 @@ class Checkpointer:
 
     def __init__(self, path: str, synchronous: str) -> None:
         self._connection = connect(path, synchronous)
+        self._wal = f"{path}-wal"
+        # Set once the file at the path is no longer the one open: nothing more is written to it.
+        self.halted = False
         self._wanted = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="sidecar-checkpoint", daemon=True)
@@ -206,18 +298,36 @@ class Checkpointer:
 
     def _serve(self) -> None:
         try:
+            unfinished = False
             while True:
-                self._wanted.wait()
+                self._wanted.wait(CHECKPOINT_RETRY_SECONDS if unfinished else None)
                 if self._stopping:
                     return
                 self._wanted.clear()
                 try:
-                    self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    unfinished = self._checkpoint()
                 except sqlite3.Error as error:  # e.g. the disk is full: the next poke tries again
                     log.warning("checkpoint failed: %s", error)
                 time.sleep(CHECKPOINT_EVERY_SECONDS)
         finally:
             self._connection.close()
+
+    def _checkpoint(self) -> bool:
+        """Fold the WAL in (PASSIVE); once all of it is, cut a WAL over its limit back (TRUNCATE,
+        without waiting for anyone). Returns whether something is left to do."""
+        if self.halted:
+            return False
+        _, frames, folded = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames != folded:
+            return True
+        if _size(self._wal) <= JOURNAL_SIZE_LIMIT_BYTES:
+            return False
+        self._connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy = self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return bool(busy)
 
 
 @dataclass
@@ -227,14 +337,30 @@ class _Job:
 
 
 _STOP = object()
+# Not a job: wakes the writer thread to act on news (the file is gone) when no write comes.
+_WAKE = object()
 
 
 class Writer:
-    """The one thread that writes. `await writer.run(fn)` runs fn(connection) in a transaction."""
+    """The one thread that writes. `await writer.run(fn)` runs fn(connection) in a transaction.
+
+    Before answering a group, the writer checks that the file at the path is still the one it
+    has open (device and inode, of the file and of its WAL): once it is not (deleted, or
+    replaced by another file), that group and every later write are refused with DatabaseGone,
+    and nothing more is written to the unlinked file. /health checks the same.
+    """
 
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
+        self._path = path
         self._connection = connect(path, synchronous)
         self._connection.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer does it
+        self._connection.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
+        # A read opens the file and its WAL, so that the identity below is of the open files.
+        self._connection.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        self._identity = file_identity(path)
+        self._gone = False
+        self._gone_lock = threading.Lock()
+        self._wal_emptied = False
         self._checkpointer = Checkpointer(path, synchronous)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
@@ -242,11 +368,34 @@ class Writer:
         self._after_commit: list[Callable[[], None]] = []
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def gone(self) -> bool:
+        """The database file was deleted or replaced under the service (checked now)."""
+        if not self._gone and file_identity(self._path) != self._identity:
+            with self._gone_lock:
+                if not self._gone:
+                    self._gone = True
+                    self._checkpointer.halted = True
+                    self._queue.put(_WAKE)  # the writer thread then empties our WAL
+                    log.error(
+                        "database file %s was deleted or replaced while serving: refusing writes",
+                        self._path,
+                    )
+        return self._gone
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` on the event loop after each commit (e.g. to wake feed readers)."""
         self._after_commit.append(callback)
 
     async def run(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        if self._gone:
+            raise DatabaseGone(f"{self._path} was deleted or replaced")
+        if not self._thread.is_alive():
+            raise WriterStopped("the writer thread has stopped")
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Job(function, future))
         return await future
@@ -263,12 +412,32 @@ class Writer:
                 first = self._queue.get()
                 if first is _STOP:
                     return
-                group, stop = self._drain([first])
-                self._run_group(group)
+                group, stop = self._drain([] if first is _WAKE else [first])
+                if group:
+                    self._run_group(group)
+                elif self._gone and not self._wal_emptied:  # found out by /health
+                    self._empty_wal()
                 if stop:
                     return
         finally:
             self._connection.close()
+
+    def _empty_wal(self) -> None:
+        """Once the file is gone: empty our WAL if it is still at the path. Its pages belong to
+        the file that is gone; left there, they would be replayed into whatever file is opened
+        at the path next (a replacement copy after a kill -9: rows it never had, broken indexes).
+        """
+        self._wal_emptied = True
+        if file_identity(self._path)[1] != self._identity[1]:
+            return  # deleted too, or the replacement's own
+        try:
+            busy = self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as error:
+            busy, reason = 1, str(error)
+        else:
+            reason = "readers in the way"
+        if busy:
+            log.error("could not empty the WAL of the replaced database (%s)", reason)
 
     def _drain(self, group: list[_Job]) -> tuple[list[_Job], bool]:
         while len(group) < MAX_GROUP:
@@ -278,34 +447,59 @@ class Writer:
                 return group, False
             if job is _STOP:
                 return group, True
-            group.append(job)
+            if job is not _WAKE:
+                group.append(job)
         return group, False
 
     def _run_group(self, group: Sequence[_Job]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         connection = self._connection
         try:
+            if self._gone:  # found out before: nothing more is written to the unlinked file
+                raise DatabaseGone(f"{self._path} was deleted or replaced")
             connection.execute("BEGIN IMMEDIATE")
             for job in group:
                 outcomes.append(self._run_job(connection, job))
             connection.execute("COMMIT")
             self._checkpointer.poke()
-        except Exception as error:
+            # Checked once a group (two stats, ~7 us), after the commit: a group committed to a
+            # file that is no longer at the path is not acknowledged.
+            if self.gone:
+                raise DatabaseGone(f"{self._path} was deleted or replaced")
+        except BaseException as error:
             # The commit (or the transaction around the group) failed, e.g. the disk is full:
             # nothing of the group is written, so every caller gets the error.
             with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-            outcomes = [(job, None, error) for job in group]
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            failure = self._answerable(error)
+            outcomes = [(job, None, failure) for job in group]
+        if self._gone and not self._wal_emptied:  # before any caller hears of it
+            self._empty_wal()
         self._loop.call_soon_threadsafe(self._deliver, outcomes)
 
-    @staticmethod
+    def _answerable(self, error: BaseException) -> Exception:
+        """The error a caller gets: a full disk told apart from other I/O errors, and anything
+        that is not an Exception (which would end the thread, or the event loop) wrapped."""
+        if not isinstance(error, Exception):
+            log.error("a write raised %r; the writer goes on", error)
+            failure = RuntimeError(f"a write raised {error!r}")
+            failure.__cause__ = error
+            return failure
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR and out_of_room(self._path):
+            full = StorageFull(str(error))
+            full.__cause__ = error
+            return full
+        return error
+
     def _run_job(
-        connection: sqlite3.Connection, job: _Job
+        self, connection: sqlite3.Connection, job: _Job
     ) -> tuple[_Job, Any, BaseException | None]:
         connection.execute("SAVEPOINT job")
         try:
             result = job.run(connection)
-        except Exception as error:
+        except BaseException as error:
             try:
                 connection.execute("ROLLBACK TO job")
                 connection.execute("RELEASE job")
@@ -313,7 +507,7 @@ class Writer:
                 # SQLite already rolled the whole transaction back (e.g. on SQLITE_FULL):
                 # the group fails, and every caller gets this job's error.
                 raise error from None
-            return job, None, error
+            return job, None, self._answerable(error)
         connection.execute("RELEASE job")
         return job, result, None
 
@@ -367,59 +561,3 @@ class Readers:
     async def close(self) -> None:
         self._inline.close()
         await self._threaded.close()
-
-
-def backup(source: str, target: str) -> int:
-    """A consistent single-file copy of a live database (SQLite's online backup API).
-
-    The copy is written to a temporary name and renamed into place, so a reader of `target`
-    never sees half a file. Returns the number of pages copied.
-    """
-    partial = Path(f"{target}.partial")
-    partial.unlink(missing_ok=True)
-    source_connection = connect(source)
-    target_connection = sqlite3.connect(partial)
-    try:
-        # pages=-1: one step, so the copy is one consistent snapshot even under write load.
-        source_connection.backup(target_connection, pages=-1)
-        target_connection.execute("PRAGMA journal_mode = DELETE")
-        pages = int(target_connection.execute("PRAGMA page_count").fetchone()[0])
-    finally:
-        target_connection.close()
-        source_connection.close()
-    partial.replace(target)
-    return pages
-
-
-def check(path: str) -> list[str]:
-    """integrity_check and foreign_key_check; returns the problems found (empty when sound)."""
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    try:
-        return _problems(sqlite3.connect(uri, uri=True))
-    except sqlite3.OperationalError:
-        # A WAL file in a read-only directory cannot get its -shm: read it as an unchanging file.
-        try:
-            return _problems(sqlite3.connect(f"{uri}&immutable=1", uri=True))
-        except sqlite3.DatabaseError as error:
-            return [f"cannot read the database: {error}"]
-    except sqlite3.DatabaseError as error:
-        return [f"not a usable SQLite database: {error}"]
-
-
-def _problems(connection: sqlite3.Connection) -> list[str]:
-    try:
-        problems = [
-            str(row[0]) for row in connection.execute("PRAGMA integrity_check") if row[0] != "ok"
-        ]
-        problems += [
-            f"foreign key: table {row[0]} rowid {row[1]} references missing {row[2]}"
-            for row in connection.execute("PRAGMA foreign_key_check")
-        ]
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            problems.append(
-                f"schema version {version} is newer than this release knows ({SCHEMA_VERSION})"
-            )
-        return problems
-    finally:
-        connection.close()

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import msgspec
 import tomli_w
 
-from sidecar import db, store
+from sidecar import db, readonly, store
 from sidecar.errors import ApiError
 from sidecar.models import Achievement, DefinitionFile, DefinitionFileEntry
 from sidecar.validation import check_metadata_size, field_of
@@ -133,14 +133,14 @@ def _entry(achievement: Achievement) -> dict[str, Any]:
     return entry
 
 
+def _keyed_achievements(connection: sqlite3.Connection, db_path: str) -> list[Achievement]:
+    readonly.require_current_schema(connection, db_path)
+    return store.keyed_achievements(connection)
+
+
 def export(db_path: str, fmt: Format) -> tuple[str, list[Achievement]]:
     """The file text for every definition with a key, and the definitions left out (no key)."""
-    db.prepare(db_path)
-    connection = db.connect(db_path)
-    try:
-        achievements = store.keyed_achievements(connection)
-    finally:
-        connection.close()
+    achievements = readonly.read(db_path, lambda c: _keyed_achievements(c, db_path))
     keyed = [_entry(a) for a in achievements if a.key is not None]
     left_out = [a for a in achievements if a.key is None]
     if fmt == "toml":

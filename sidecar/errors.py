@@ -10,6 +10,8 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from sidecar.db import DatabaseGone, StorageFull
+
 log = logging.getLogger("sidecar")
 
 PROBLEM_JSON = "application/problem+json"
@@ -31,7 +33,12 @@ TITLES: dict[str, str] = {
     "NOT_A_NUMBER": "Stored value is not a number",
     "INVALID_PATH": "Invalid metadata path",
     "IDEMPOTENCY_KEY_REUSED": "Idempotency key reused for a different request",
+    "TOO_MANY_STREAMS": "Too many open event streams",
+    "TOO_MANY_CONNECTIONS": "Too many open connections",
     "STORAGE_FULL": "Storage is full",
+    "STORAGE_ERROR": "Storage failed",
+    "DATABASE_BUSY": "Database is locked by another process",
+    "DATABASE_GONE": "Database file was deleted or replaced",
     "INTERNAL_ERROR": "Internal error",
 }
 
@@ -92,15 +99,19 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
+# A locked database clears up when the other process commits: the client may retry soon.
+RETRY_AFTER_SECONDS = "1"
+
+
+def _primary_code(error: BaseException) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None) if isinstance(error, sqlite3.Error) else None
+    return None if code is None else int(code) & 0xFF
+
+
 def is_storage_full(error: BaseException) -> bool:
-    """SQLite reports a full disk (or a hit file-size limit) as SQLITE_FULL or as an I/O error."""
-    if not isinstance(error, sqlite3.Error):
-        return False
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        return (code & 0xFF) in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
-    text = str(error).lower()
-    return "full" in text or "disk i/o" in text
+    """A full disk or a hit file-size limit: SQLITE_FULL, or an I/O error the writer found to be
+    for lack of room (db.StorageFull)."""
+    return isinstance(error, StorageFull) or _primary_code(error) == sqlite3.SQLITE_FULL
 
 
 _HTTP_CODES = {
@@ -113,24 +124,34 @@ _HTTP_CODES = {
 }
 
 
-def _from_exception(error: Exception) -> Problem:
+def problem_of(error: Exception) -> tuple[Problem, dict[str, str] | None]:
+    """The problem an exception is answered with, and the headers that go with it."""
     if isinstance(error, ApiError):
-        return error.problem
+        return error.problem, None
+    # Keep Litestar's headers such as `allow` on a 405.
+    headers = dict(error.headers) if isinstance(error, HTTPException) and error.headers else None
     if isinstance(error, HTTPException) and error.status_code in _HTTP_CODES:
         code = _HTTP_CODES[error.status_code]
-        return Problem(error.status_code, code, TITLES[code])
+        return Problem(error.status_code, code, TITLES[code]), headers
     if isinstance(error, HTTPException) and error.status_code < 500:
         # Litestar's own parameter validation (e.g. a missing query parameter).
-        return Problem(422, "VALIDATION_FAILED", TITLES["VALIDATION_FAILED"], error.detail)
+        return Problem(422, "VALIDATION_FAILED", TITLES["VALIDATION_FAILED"], error.detail), headers
     if is_storage_full(error):
-        return Problem(507, "STORAGE_FULL", TITLES["STORAGE_FULL"], str(error))
+        return Problem(507, "STORAGE_FULL", TITLES["STORAGE_FULL"], str(error)), None
+    if isinstance(error, DatabaseGone):  # the writer logged it once, when it found out
+        return Problem(503, "DATABASE_GONE", TITLES["DATABASE_GONE"], str(error)), None
+    primary = _primary_code(error)
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        log.warning("database busy: %s", error)
+        problem = Problem(503, "DATABASE_BUSY", TITLES["DATABASE_BUSY"], str(error))
+        return problem, {"Retry-After": RETRY_AFTER_SECONDS}
+    if primary == sqlite3.SQLITE_IOERR:
+        log.error("storage error: %s", error)
+        return Problem(503, "STORAGE_ERROR", TITLES["STORAGE_ERROR"], str(error)), None
     log.exception("unhandled error", exc_info=error)
-    return Problem(500, "INTERNAL_ERROR", TITLES["INTERNAL_ERROR"])
+    return Problem(500, "INTERNAL_ERROR", TITLES["INTERNAL_ERROR"]), None
 
 
 def handle_exception(_: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
     """Litestar's exception handler for everything: one shape for every error."""
-    problem = _from_exception(error)
-    # Keep Litestar's headers such as `allow` on a 405.
-    headers = dict(error.headers) if isinstance(error, HTTPException) and error.headers else None
-    return problem_response(problem, headers)
+    return problem_response(*problem_of(error))

@@ -8,10 +8,11 @@ exactly the expected query parameters, each once, with ids written canonically. 
 `Content-Type: application/json` exactly, a `Content-Length` within the limit and no
 Idempotency-Key; its body is decoded and checked by the very decoders and commands the Litestar
 handlers use. Anything else (a malformed parameter or body, `achievementKey` in a query,
-percent-escapes, another method), and any request that fails here, goes on to the Litestar app,
-which owns every error answer, so validation lives in one place; a write's body is replayed to
-it. A failed write changed nothing (the writer rolls its savepoint back), so Litestar can run it
-again and answer its error. The answers are the very bytes the Litestar handlers send
+percent-escapes, another method), and any read that fails here, goes on to the Litestar app,
+which owns every validation answer, so validation lives in one place; a write's body is replayed
+to it. A write that reached the writer is never run again: its failure (a 404, a locked
+database) is answered here with the problem Litestar's exception handler would send
+(`errors.problem_of`). The answers are the very bytes the Litestar handlers send
 (`tests/test_fastpath.py` compares both ways), in the id form the request asks for (`Prefer:
 ids=string`, sidecar/idforms.py). List answers are kept until the database changes
 (`sidecar/answercache.py`).
@@ -30,6 +31,7 @@ from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, S
 from sidecar import commands, idforms, store
 from sidecar.answercache import AnswerCache
 from sidecar.db import Readers
+from sidecar.errors import PROBLEM_JSON, problem_body, problem_of
 from sidecar.models import MAX_ID
 from sidecar.routes.common import JSON
 from sidecar.routes.progress import BASE, COMMAND_ANSWERS, COMMAND_BODIES, job_of
@@ -127,12 +129,30 @@ def _rank(readers: Readers, user_text: str, strings: bool) -> bytes | None:
     return idforms.encode(store.leaderboard_entry(readers, user), strings)
 
 
-async def _send_json(send: Send, status: int, body: bytes, strings: bool) -> None:
-    """What the handlers' ASGIResponse sends for a JSON answer, without building one."""
+Headers = list[tuple[bytes, bytes]]
+# An answer: status, body, and the headers beside Content-Length.
+Answer = tuple[int, bytes, Headers]
+_PROBLEM_TYPE = (b"content-type", PROBLEM_JSON.encode())
+
+
+def _json_headers(strings: bool) -> Headers:
+    """The headers of a JSON answer here (each holds ids), as the handlers send them."""
+    return [*_ID_HEADERS[strings], _JSON_TYPE]
+
+
+async def _send(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    """What the handlers' ASGIResponse sends, without building one."""
     length = (b"content-length", str(len(body)).encode())
-    headers = [*_ID_HEADERS[strings], _JSON_TYPE, length]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _error_answer(error: Exception) -> Answer:
+    """The answer Litestar's exception handler gives to `error`, in the same bytes."""
+    problem, extra = problem_of(error)
+    headers = [_PROBLEM_TYPE]
+    headers += [(name.lower().encode(), value.encode()) for name, value in (extra or {}).items()]
+    return problem.status, problem_body(problem), headers
 
 
 # Headers that send a write to Litestar: it owns idempotency and chunked bodies.
@@ -182,17 +202,15 @@ class FastPath:
         if scope["type"] == ScopeType.HTTP:
             template = scope["path"]
             strings = _prefers_string_ids(scope["headers"])
+            answer: Answer | None
             if scope["method"] == "GET":
                 body, template = self._read(scope, strings)
-                answer = None if body is None else (200, body)
+                answer = None if body is None else (200, body, _json_headers(strings))
             else:
-                answer, receive = await self._write(scope, receive)
-                if answer is not None and strings:
-                    kind = COMMAND_ANSWERS[(scope["method"], template)]
-                    answer = (answer[0], idforms.restring(kind, answer[1]))
+                answer, receive = await self._write(scope, receive, strings)
             if answer is not None:
                 scope["path_template"] = template  # the metrics' route label, as Litestar's
-                await _send_json(send, *answer, strings)
+                await _send(send, *answer)
                 return
         await self.app(scope, receive, send)
 
@@ -211,25 +229,31 @@ class FastPath:
         return None, path
 
     async def _write(
-        self, scope: HTTPScope, receive: Receive
-    ) -> tuple[tuple[int, bytes] | None, Receive]:
-        """The status and body of a plain write's answer, or None and a `receive` that replays
-        what was read."""
+        self, scope: HTTPScope, receive: Receive, strings: bool
+    ) -> tuple[Answer | None, Receive]:
+        """The answer to a plain write, or None and a `receive` that replays what was read."""
         decoder = COMMAND_BODIES.get((scope["method"], scope["path"]))
         if decoder is None:
             return None, receive
         length = _plain_body_length(scope["headers"], self.max_body_bytes)
         if length is None:
             return None, receive
+        scope["path_template"] = scope["path"]  # the metrics' label, also if the client hangs up
         messages = await _body_messages(receive)
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
         try:
             if len(body) != length or messages[-1]["type"] != "http.request":
                 raise ValueError("the body was cut short")
-            command = commands.command_of(decode(decoder, body))
-            return await write_without_key(self.service.writer, job_of(command)), receive
+            job = job_of(commands.command_of(decode(decoder, body)))
         except Exception:
             return None, _replaying(messages, receive)
+        try:
+            status, answer = await write_without_key(self.service.writer, job)
+        except Exception as error:  # the write ran (or was refused): never run it twice
+            return _error_answer(error), receive
+        if strings:
+            answer = idforms.restring(COMMAND_ANSWERS[(scope["method"], scope["path"])], answer)
+        return (status, answer, _json_headers(strings)), receive
 
 
 async def _body_messages(receive: Receive) -> list[ReceiveMessage]:

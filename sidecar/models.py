@@ -77,6 +77,7 @@ class Event(Wire):
     type: str
     user_id: int
     achievement_id: int
+    achievement_key: str | None
     unlocked_at: str
 
 

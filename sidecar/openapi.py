@@ -235,8 +235,12 @@ def _camel(name: str) -> str:
     return first + "".join(word.capitalize() for word in rest)
 
 
-def _bounded(default: int, low: int, high: int) -> dict[str, Any]:
-    return {"type": "integer", "minimum": low, "maximum": high, "default": default}
+def _bounded(default: int | None, low: int, high: int) -> dict[str, Any]:
+    """An integer parameter's schema; a default of None: leaving it out means "no bound"."""
+    schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    if default is None:
+        return {**schema, "description": "Optional: left out, there is no bound (every item)."}
+    return {**schema, "default": default}
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:

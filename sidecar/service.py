@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import time
 from dataclasses import dataclass, field
 
 from sidecar import db, store
@@ -16,8 +15,8 @@ from sidecar.settings import Settings
 
 log = logging.getLogger("sidecar")
 
-# Idempotency keys are kept at least this long, then purged in small bites.
-KEY_RETENTION_SECONDS = 24 * 3600
+# Idempotency keys past their TTL (settings.idempotency_ttl_seconds) are purged this often at
+# most, in small bites; until then they are ignored (writes.py).
 PURGE_EVERY_SECONDS = 600
 PURGE_BITE = 500
 
@@ -43,37 +42,38 @@ class Service:
     async def start(self) -> None:
         db.prepare(self.settings.db_path)
         self._writer = db.Writer(self.settings.db_path, self.settings.synchronous)
-        self._writer.on_commit(self.feed.poke)
+        await self._writer.run(store.seed_clock)
         self._readers = await db.Readers.open(self.settings.db_path)
+        await self.feed.start(self._writer, self._readers, self.settings.max_streams)
         self._purger = asyncio.create_task(self._purge_old_keys())
 
     async def stop(self) -> None:
-        self.feed.close()
+        await self.feed.stop()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        gone = self._writer is not None and self._writer.gone
         if self._readers is not None:
             await self._readers.close()
         if self._writer is not None:
             await self._writer.close()
         # Every other connection is closed: fold the WAL in, so the .db file alone is a backup.
-        await asyncio.to_thread(db.checkpoint, self.settings.db_path)
+        # Not when the file at the path is no longer ours: that would create an empty file, or
+        # write into the operator's replacement.
+        if not gone:
+            await asyncio.to_thread(db.checkpoint, self.settings.db_path)
 
     async def _purge_old_keys(self) -> None:
-        while True:
-            cutoff = time.strftime(
-                "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - KEY_RETENTION_SECONDS)
-            )
-            try:
-                await self._purge_before(cutoff)
-            except Exception:
-                log.exception("purging old idempotency keys failed; will try again")
-            await asyncio.sleep(PURGE_EVERY_SECONDS)
+        ttl = self.settings.idempotency_ttl_seconds
 
-    async def _purge_before(self, cutoff: str) -> None:
         def bite(connection: sqlite3.Connection) -> int:
-            return store.purge_responses(connection, cutoff, PURGE_BITE)
+            return store.purge_responses(connection, store.timestamp_before(ttl), PURGE_BITE)
 
-        while await self.writer.run(bite) == PURGE_BITE:
-            pass
+        while True:
+            try:
+                while await self.writer.run(bite) == PURGE_BITE:
+                    pass
+            except Exception as error:
+                log.warning("purging old idempotency keys failed (%s); will try again", error)
+            await asyncio.sleep(min(PURGE_EVERY_SECONDS, ttl))

@@ -7,8 +7,11 @@ Read functions are async and go through the read-only `Readers`.
 
 from __future__ import annotations
 
+import calendar
 import sqlite3
 import time
+import zlib
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -44,17 +47,53 @@ _LATER = (
 
 # The formatted second of the last call: a batch asks for the time once per item.
 _last_second: tuple[int, str] = (-1, "")
+# The latest timestamp handed out (milliseconds since the epoch): the service's clock never runs
+# behind it, whatever the wall clock does (stepped back by NTP or by hand). Seeded from the file
+# at start (`seed_clock`). Read and moved by the writer's thread only.
+_latest_ms = 0
 
 
 def utc_now() -> str:
-    """RFC 3339 UTC with milliseconds: 2026-11-24T08:25:23.123Z (sorts as text)."""
+    """RFC 3339 UTC with milliseconds: 2026-11-24T08:25:23.123Z (sorts as text); never earlier
+    than a timestamp this process handed out or found in the file at start."""
+    global _latest_ms
+    _latest_ms = max(time.time_ns() // 1_000_000, _latest_ms)
+    return _text(_latest_ms)
+
+
+def timestamp_before(seconds: int) -> str:
+    """The service's clock `seconds` ago (a TTL's cutoff)."""
+    return _text(max(time.time_ns() // 1_000_000, _latest_ms) - seconds * 1000)
+
+
+def _text(milliseconds: int) -> str:
     global _last_second
-    seconds, fraction = divmod(time.time_ns() // 1_000_000, 1000)
+    seconds, fraction = divmod(milliseconds, 1000)
     second, text = _last_second
     if second != seconds:
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _last_second = (seconds, text)
     return f"{text}.{fraction:03d}Z"
+
+
+def seed_clock(connection: sqlite3.Connection) -> None:
+    """Move the clock up to the latest timestamp the file holds, in queries that stay cheap at
+    millions of rows: indexed maxima, the newest rows by id, and the definitions (few)."""
+    global _latest_ms
+    latest = connection.execute(
+        "SELECT max("
+        "(SELECT coalesce(max(unlocked_at), '') FROM user_achievements), "
+        "(SELECT coalesce(max(updated_at), '') FROM achievements), "
+        "(SELECT coalesce(max(created_at), '') FROM idempotency_keys), "
+        "coalesce((SELECT unlocked_at FROM events ORDER BY id DESC LIMIT 1), ''), "
+        "coalesce((SELECT updated_at FROM user_achievements ORDER BY id DESC LIMIT 1), ''))"
+    ).fetchone()[0]
+    try:
+        moment = time.strptime(latest[:19], "%Y-%m-%dT%H:%M:%S")
+        milliseconds = calendar.timegm(moment) * 1000 + int(latest[20:23])
+    except ValueError:  # an empty file, or a timestamp this service did not write
+        return
+    _latest_ms = max(_latest_ms, milliseconds)
 
 
 def achievement_from(row: Any) -> Achievement:
@@ -304,20 +343,71 @@ def delete_user(connection: sqlite3.Connection, user_id: int) -> DeletedUser:
 # --- idempotency keys --------------------------------------------------------------------
 
 
-def stored_response(connection: sqlite3.Connection, key: str) -> Any:
-    return connection.execute(
-        "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?", (key,)
+# Keys evicted by one statement at most, when stored answers pass their budget.
+EVICT_BITE = 64
+# Answers from this size on are stored zlib-compressed (level 1: well under a millisecond for
+# the largest); a JSON answer starts with `{` or `[`, a zlib stream with 0x78 (`x`), so a
+# stored body tells which it is. A replay gives back the very bytes first sent.
+COMPRESS_FROM_BYTES = 4096
+
+
+def _packed(body: bytes) -> bytes:
+    if len(body) < COMPRESS_FROM_BYTES:
+        return body
+    packed = zlib.compress(body, 1)
+    return packed if len(packed) < len(body) else body
+
+
+def _unpacked(stored: bytes) -> bytes:
+    return zlib.decompress(stored) if stored[:1] == b"x" else stored
+
+
+def stored_response(connection: sqlite3.Connection, key: str, expired_before: str) -> Any:
+    """(fingerprint, status, body) stored for `key`; None for a new key: one never stored, or
+    stored before `expired_before` (past its TTL: deleted now, so that it can be stored again)."""
+    row = connection.execute(
+        "SELECT fingerprint, status, body, created_at FROM idempotency_keys WHERE key = ?", (key,)
     ).fetchone()
+    if row is None:
+        return None
+    if row[3] < expired_before:
+        connection.execute("DELETE FROM idempotency_keys WHERE key = ?", (key,))
+        return None
+    return row[0], row[1], _unpacked(row[2])
 
 
 def store_response(
-    connection: sqlite3.Connection, key: str, fingerprint: bytes, status: int, body: bytes
+    connection: sqlite3.Connection,
+    key: str,
+    fingerprint: bytes,
+    answer: tuple[int, bytes],
+    budget_bytes: int,
+    expired_before: str,
 ) -> None:
+    """Store an answer; then, past the budget, purge the oldest others (not this one) until the
+    stored answers fit again. Those purged within their TTL are counted as evicted."""
     connection.execute(
         "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) "
         "VALUES (?, ?, ?, ?, ?)",
-        (key, fingerprint, status, body, utc_now()),
+        (key, fingerprint, answer[0], _packed(answer[1]), utc_now()),
     )
+    while True:
+        keys, used = connection.execute(
+            "SELECT keys, bytes FROM idempotency_usage WHERE id = 1"
+        ).fetchone()
+        if used <= budget_bytes or keys <= 1:
+            return
+        # About as many answers of the average size as the excess takes.
+        bite = min(EVICT_BITE, max(1, (used - budget_bytes) * keys // used))
+        purged = connection.execute(
+            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys "
+            "WHERE key <> ? ORDER BY created_at LIMIT ?) RETURNING created_at",
+            (key, bite),
+        ).fetchall()
+        early = sum(created_at >= expired_before for (created_at,) in purged)
+        connection.execute(
+            "UPDATE idempotency_usage SET evicted = evicted + ? WHERE id = 1", (early,)
+        )
 
 
 def purge_responses(connection: sqlite3.Connection, older_than: str, limit: int) -> int:
@@ -371,12 +461,32 @@ def list_progress(readers: Readers, user_id: int, unlocked_only: bool) -> list[U
 
 
 async def events_after(readers: Readers, after: int, limit: int) -> list[Event]:
+    # The definition's current key; LEFT JOIN: events outlive their achievement (whose id is
+    # never reused, so a deleted one's events get null, never another achievement's key).
     rows = await readers.fetch_bulk(
-        "SELECT id, type, user_id, achievement_id, unlocked_at FROM events "
-        "WHERE id > ? ORDER BY id LIMIT ?",
+        "SELECT e.id, e.type, e.user_id, e.achievement_id, a.key, e.unlocked_at FROM events e "
+        "LEFT JOIN achievements a ON a.id = e.achievement_id "
+        "WHERE e.id > ? ORDER BY e.id LIMIT ?",
         (after, limit),
     )
     return [Event(*row) for row in rows]
+
+
+def last_event_id(readers: Readers) -> int:
+    return int(readers.fetch_one("SELECT coalesce(max(id), 0) FROM events")[0])
+
+
+def watch_appended_events(connection: sqlite3.Connection, appended: Callable[[], None]) -> None:
+    """Call `appended()` on the connection's thread for each event this connection inserts.
+
+    A TEMP trigger lives in this connection only and is not part of the file's schema. It tells
+    the feed that a commit holds new events without a query after every commit.
+    """
+    connection.create_function("sidecar_event_appended", 0, appended)
+    connection.execute(
+        "CREATE TEMP TRIGGER IF NOT EXISTS sidecar_event_appended AFTER INSERT ON main.events "
+        "BEGIN SELECT sidecar_event_appended(); END"
+    )
 
 
 async def achievement_stats(readers: Readers) -> list[AchievementStats]:
@@ -430,6 +540,14 @@ def leaderboard_entry(readers: Readers, user_id: int) -> LeaderboardEntry:
     if row is None:
         raise not_found("USER_NOT_FOUND", f"user {user_id} has no unlocked achievement")
     return LeaderboardEntry(row[2] + 1, user_id, row[0], row[1])
+
+
+def idempotency_usage(readers: Readers) -> tuple[int, int, int]:
+    """Stored idempotent answers: how many, their bytes, and how many were evicted early."""
+    keys, size, evicted = readers.fetch_one(
+        "SELECT keys, bytes, evicted FROM idempotency_usage WHERE id = 1"
+    )
+    return int(keys), int(size), int(evicted)
 
 
 def ping(readers: Readers) -> None:

@@ -2,7 +2,9 @@
 
 A successful answer is stored with its key in the same transaction as the write, so a replay
 (same key, same method, path, query and body) gets the stored answer back and applies nothing,
-also after a crash. A repeat that arrives while the first is in flight queues behind it on the
+also after a crash. Keys are kept `idempotency_ttl_seconds` (an older one is a new key, whether
+the purge has removed it yet or not); past `idempotency_budget_bytes` of stored answers the
+oldest go first. A repeat that arrives while the first is in flight queues behind it on the
 single writer, and so finds the stored answer.
 """
 
@@ -20,6 +22,7 @@ from litestar.response.base import ASGIResponse
 from sidecar import idforms, store
 from sidecar.db import Writer
 from sidecar.errors import ApiError
+from sidecar.settings import Settings
 from sidecar.validation import idempotency_key
 
 JSON = "application/json"
@@ -48,9 +51,10 @@ def _plain(job: Job) -> Run:
     return run
 
 
-def _idempotent(job: Job, key: str, request_print: bytes) -> Run:
+def _idempotent(job: Job, key: str, request_print: bytes, settings: Settings) -> Run:
     def run(connection: sqlite3.Connection) -> tuple[int, bytes, bool]:
-        stored = store.stored_response(connection, key)
+        expired_before = store.timestamp_before(settings.idempotency_ttl_seconds)
+        stored = store.stored_response(connection, key, expired_before)
         if stored is not None:
             if stored[0] != request_print:
                 raise ApiError(
@@ -61,7 +65,8 @@ def _idempotent(job: Job, key: str, request_print: bytes) -> Run:
             return int(stored[1]), bytes(stored[2]), True
         status, answer = job(connection)
         body = _encode(answer)
-        store.store_response(connection, key, request_print, status, body)
+        budget = settings.idempotency_budget_bytes
+        store.store_response(connection, key, request_print, (status, body), budget, expired_before)
         return status, body, False
 
     return run
@@ -87,7 +92,8 @@ async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> AS
     key = idempotency_key(request.headers)
     if key is None:
         return _response(request, *await write_without_key(writer, job), replayed=False)
-    run = _idempotent(job, key, fingerprint(request, await request.body()))
+    settings = request.app.state.service.settings
+    run = _idempotent(job, key, fingerprint(request, await request.body()), settings)
     return _response(request, *await writer.run(run))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sidecar import db, store
+from sidecar import backup, db, store
 from tests.faults import honour_file_modes, sidecar
 from tests.realserver import free_port
 
@@ -48,7 +48,7 @@ def make_database(path: Path) -> None:
         connection.execute("COMMIT")
     finally:
         connection.close()
-    assert db.check(str(path)) == []
+    assert backup.check(str(path)) == []
     db.checkpoint(str(path))
     assert sorted(os.listdir(path.parent)) == [path.name]
 

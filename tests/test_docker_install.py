@@ -21,19 +21,24 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.realserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-HEALTHCHECK_OPTION = re.compile(r"--[a-z-]+=\S+\s+")
+LOCK = ROOT / "requirements.lock"
+PYPROJECT = ROOT / "pyproject.toml"
+HEALTHCHECK_OPTION = re.compile(r"--([a-z-]+)=(\S+)\s+")
 
 
 # --- reading the Dockerfile ------------------------------------------------------------------
@@ -101,6 +106,11 @@ def healthcheck_command(final: Stage) -> list[str]:
     arguments = HEALTHCHECK_OPTION.sub("", final.last("HEALTHCHECK"))
     assert arguments.startswith("CMD "), arguments
     return exec_form(arguments.removeprefix("CMD "))
+
+
+def healthcheck_options(final: Stage) -> dict[str, str]:
+    """HEALTHCHECK's options: {"interval": "30s", "start-period": "10s", ...}."""
+    return dict(HEALTHCHECK_OPTION.findall(final.last("HEALTHCHECK")))
 
 
 # --- .dockerignore and the build context -----------------------------------------------------
@@ -240,6 +250,13 @@ def test_dockerfile_declares_what_the_image_needs() -> None:
     assert health[:2] == ["python", "-c"]
     assert "urllib.request" in health[2] and "http://127.0.0.1:" in health[2]
     assert "/health" in health[2]
+    # Dependencies from the lock file, hash-checked; the wheel alone; then pip check.
+    installs = [c for c in final.run_commands() if c[:4] == ["python", "-m", "pip", "install"]]
+    locked, own = installs
+    assert {"--require-hashes", "--only-binary=:all:"} <= set(locked), locked
+    assert locked[locked.index("-r") + 1] == f"/wheels/{LOCK.name}", locked
+    assert "--no-deps" in own and own[-1] == "/wheels/*.whl", own
+    assert ["python", "-m", "pip", "check"] in final.run_commands()
 
 
 def test_the_images_install_and_start_steps_work_outside_docker(tmp_path: Path) -> None:
@@ -268,12 +285,17 @@ def test_the_images_install_and_start_steps_work_outside_docker(tmp_path: Path) 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)], timeout=120)
     python = str(venv / "bin" / "python")
-    (install,) = [c for c in final.run_commands() if c[:4] == ["python", "-m", "pip", "install"]]
-    argv = [a for arg in install for a in map_argument(arg, final_root)]
-    assert str(wheel) in argv, f"the install step does not install the built wheel: {install}"
+    # The RUN's python commands in order (the locked install, the wheel's, pip check); the
+    # user and directory commands after them are the image's business.
+    installs = [c for c in final.run_commands() if c[0] == "python"]
+    argvs = [[a for arg in c for a in map_argument(arg, final_root)] for c in installs]
+    assert any(str(wheel) in argv for argv in argvs), (
+        f"the built wheel is not installed: {installs}"
+    )
     started = time.monotonic()
-    run(python_command(argv, python), timeout=600)
-    print(f"pip install of the wheel and its dependencies: {time.monotonic() - started:.1f} s")
+    for argv in argvs:
+        run(python_command(argv, python), timeout=600)
+    print(f"pip install of the lock file and the wheel: {time.monotonic() - started:.1f} s")
 
     # Run as the image runs: its ENV, its WORKDIR, only the venv (not this checkout) importable.
     port = free_port()
@@ -345,3 +367,46 @@ def test_the_images_install_and_start_steps_work_outside_docker(tmp_path: Path) 
         ]
     finally:
         connection.close()
+
+
+def locked_pins() -> dict[str, tuple[str, list[str], list[str]]]:
+    """requirements.lock: {name: (version, its sha256 hashes, what it is required by)}."""
+    pins: dict[str, tuple[str, list[str], list[str]]] = {}
+    name = ""
+    for raw in LOCK.read_text().splitlines():
+        line = raw.strip().removesuffix("\\").strip()
+        if pin := re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)", line):
+            name = canonicalize_name(pin.group(1))
+            pins[name] = (pin.group(2), [], [])
+        elif line.startswith("--hash=sha256:"):
+            pins[name][1].append(line.removeprefix("--hash=sha256:"))
+        elif name and (via := re.fullmatch(r"#\s+(?:via\s+)?(?!via$)(\S.*)", line)):
+            pins[name][2].append(via.group(1))
+    return pins
+
+
+def test_the_lock_file_pins_what_pyproject_asks_for() -> None:
+    """requirements.lock is generated from pyproject.toml's dependencies for the image's Python
+    (the command is in its header); it must pin every one of them, within its bounds, and no
+    other top-level requirement, and give hashes for every file it pins."""
+    header = LOCK.read_text().splitlines()[1].lstrip("# ").strip()
+    image_python = read_dockerfile()[-1].base.removeprefix("python:").split("-")[0]
+    assert f"--python-version {image_python}" in header and "--generate-hashes" in header
+    stale = f"requirements.lock does not match pyproject.toml: run `{header}`"
+
+    image = {"python_version": image_python, "sys_platform": "linux", "platform_system": "Linux"}
+    declared = [
+        Requirement(d) for d in tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    ]
+    wanted = {
+        canonicalize_name(r.name): r
+        for r in declared
+        if r.marker is None or r.marker.evaluate(image)
+    }
+    pins = locked_pins()
+    top_level = {name for name, (_, _, by) in pins.items() if f"{PYPROJECT.name})" in " ".join(by)}
+    assert top_level == set(wanted), stale
+    for name, requirement in wanted.items():
+        assert requirement.specifier.contains(pins[name][0], prereleases=True), stale
+    unhashed = [name for name, (_, hashes, _) in pins.items() if not hashes]
+    assert unhashed == [], f"pinned without a hash: {unhashed}"

@@ -3,13 +3,20 @@ package (swagger-ui-bundle-v2), never from a CDN; only the page's own files are 
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from sidecar.routes import docs
 from tests.helpers import assert_problem
 from tests.test_pages import parse_html
 
+ROOT = Path(__file__).resolve().parent.parent
 EXTERNAL = re.compile(r"https?://|//[a-z0-9]", re.IGNORECASE)
 CSS_URL = re.compile(r"url\(\s*['\"]?([^'\")]+)")
 MEDIA_TYPES = {
@@ -122,3 +129,36 @@ async def test_openapi_document_leaves_out_the_pages_and_the_docs(client: Any) -
     for path in ("/", "/users/{userId}/profile", "/schema", "/schema/assets/swagger-ui.css"):
         assert path not in paths, path
     assert (await client.get("/schema/assets/swagger-ui.css")).status_code == 200
+
+
+# --- which Swagger UI: the pinned one, and the newest folder by version ----------------------
+
+
+def test_swagger_ui_package_is_pinned_exactly() -> None:
+    """The files the docs serve come from one known release, not whatever a resolver picks."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (pin,) = [d for d in project["dependencies"] if d.startswith("swagger-ui-bundle-v2")]
+    assert re.fullmatch(r"swagger-ui-bundle-v2==\d+\.\d+\.\d+", pin), pin
+    assert importlib.metadata.version("swagger-ui-bundle-v2") == pin.split("==")[1]
+
+
+async def test_assets_come_from_the_newest_version_folder(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By version order: 5.17.14 is newer than 5.9.0 and 5.17.2, though it sorts before them."""
+    vendor = tmp_path / "vendor"
+    for version in ("5.9.0", "5.17.2", "5.17.14", "4.99.99"):
+        folder = vendor / f"swagger-ui-{version}"
+        folder.mkdir(parents=True)
+        for name in docs.ASSETS:
+            (folder / name).write_text(f"/* {version} */")
+    (vendor / "swagger-ui-notes").mkdir()  # not a version: ignored
+    monkeypatch.setattr(docs.importlib.resources, "files", lambda package: tmp_path)
+    docs.asset.cache_clear()
+    try:
+        assert docs.asset_directory().name == "swagger-ui-5.17.14"
+        response = await client.get("/schema/assets/swagger-ui.css")
+        assert response.status_code == 200
+        assert response.text == "/* 5.17.14 */"
+    finally:
+        docs.asset.cache_clear()

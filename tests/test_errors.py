@@ -228,9 +228,7 @@ FOREIGN_HOSTS = [
     "127.0.0.1.evil.example",
     "localhost.evil",
     "evil-localhost",
-    "127.0.0.2",
-    "[::2]",
-    "0.0.0.0",
+    # IP literals (127.0.0.2, [::2]) are allowed since Revision 2: tests/test_host_policy.py.
     "bot",
     "",
 ]

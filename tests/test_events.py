@@ -25,7 +25,7 @@ from tests.realserver import RealServer
 
 EVENTS = "/users/achievements/events"
 STREAM = f"{EVENTS}/stream"
-EVENT_FIELDS = {"id", "type", "userId", "achievementId", "unlockedAt"}
+EVENT_FIELDS = {"id", "type", "userId", "achievementId", "achievementKey", "unlockedAt"}
 # Snowflake-sized user ids: the feed must carry them exactly.
 USER_BASE = 80_351_110_224_678_912
 FRAME_SECONDS = 10.0
@@ -46,13 +46,14 @@ async def all_events(client: Any, page: int = 100) -> list[dict[str, Any]]:
         after = batch[-1]["id"]
 
 
-def event_of(row: dict[str, Any], event_id: int) -> dict[str, Any]:
-    """The event an unlocked row must have produced."""
+def event_of(row: dict[str, Any], event_id: int, key: str | None = None) -> dict[str, Any]:
+    """The event an unlocked row must have produced (`key`: its definition's key)."""
     return {
         "id": event_id,
         "type": "achievement.unlocked",
         "userId": row["userId"],
         "achievementId": row["achievementId"],
+        "achievementKey": key,
         "unlockedAt": row["unlockedAt"],
     }
 
@@ -424,3 +425,73 @@ async def test_stream_ends_cleanly_on_sigterm(server: RealServer) -> None:
     assert status == 0, server.log()
     # The stream ended without another event (keep-alive comments and blank lines only).
     assert all(line == "" or line.startswith(":") for line in rest), rest
+
+
+# --- events name the achievement (Revision 2) ----------------------------------------------------
+
+
+async def define_by_key(client: Any, key: str) -> int:
+    response = await client.put(f"/users/achievements/definitions/by-key/{key}", json={"name": key})
+    assert response.status_code == 201, response.text
+    achievement_id: int = response.json()["id"]
+    return achievement_id
+
+
+async def test_events_carry_the_achievement_key(client: Any) -> None:
+    keyed = await define_by_key(client, "worker-1")
+    unkeyed = (await create_definition(client, "No key"))["id"]
+    by_unlock = await unlock(client, 1, keyed)
+    by_apply = await apply(
+        client,
+        {
+            "userId": 2,
+            "achievementKey": "worker-1",
+            "ops": [{"op": "set", "path": "n", "value": 1}],
+            "unlockWhen": [{"path": "n", "eq": 1}],
+        },
+    )
+    by_batch = await batch(
+        client,
+        [
+            {"type": "unlock", "userId": 3, "achievementKey": "worker-1"},
+            {"type": "unlock", "userId": 3, "achievementId": unkeyed},
+        ],
+    )
+    expected = [
+        event_of(by_unlock, 1, "worker-1"),
+        event_of(by_apply, 2, "worker-1"),
+        event_of(by_batch[0], 3, "worker-1"),
+        event_of(by_batch[1], 4, None),
+    ]
+    assert await all_events(client) == expected
+
+
+async def test_event_key_is_the_definitions_current_key(client: Any) -> None:
+    """The key is read with the event, so it follows the definition: a key given later shows,
+    and a deleted definition's events keep their achievementId with a null key (ids are never
+    reused, so no other achievement's key can appear)."""
+    achievement = (await create_definition(client, "Later keyed"))["id"]
+    row = await unlock(client, 1, achievement)
+    assert await all_events(client) == [event_of(row, 1, None)]
+    keyed = await client.put(f"/users/achievements/definitions/{achievement}", json={"key": "k-1"})
+    assert keyed.status_code == 200, keyed.text
+    assert await all_events(client) == [event_of(row, 1, "k-1")]
+    deleted = await client.delete(f"/users/achievements/definitions/{achievement}")
+    assert deleted.status_code == 200, deleted.text
+    assert await all_events(client) == [event_of(row, 1, None)]
+
+
+async def test_stream_events_carry_the_achievement_key(server: RealServer) -> None:
+    async with real_client(server) as client:
+        keyed = await client.put(
+            "/users/achievements/definitions/by-key/streamed", json={"name": "Streamed"}
+        )
+        assert keyed.status_code == 201, keyed.text
+        unkeyed = await client.post("/users/achievements/definitions", json={"name": "Plain"})
+        assert unkeyed.status_code == 201, unkeyed.text
+        first = await unlock_real(client, 1, keyed.json()["id"])
+        async with client.stream("GET", STREAM) as response:
+            frames = Frames(response)
+            assert await frames.next() == event_of(first, 1, "streamed")
+            live = await unlock_real(client, 1, unkeyed.json()["id"])
+            assert await frames.next() == event_of(live, 2, None)

@@ -302,12 +302,15 @@ async def test_other_writes_go_to_litestar_with_their_body(
     assert recorder.bodies == [body]
 
 
-async def test_a_failing_write_is_left_to_litestar_with_its_body() -> None:
+async def test_a_failing_write_is_answered_from_its_outcome_and_never_run_again() -> None:
     recorder, service = Recorder(), FakeService(writer=FakeWriter(fails=True))
     scope = scope_of(PROGRESS, "", "POST", plain_headers(UPSERT_BODY))
-    assert await call(fast_path(recorder, service), scope, (UPSERT_BODY[:3], UPSERT_BODY[3:])) == []
+    sent = await call(fast_path(recorder, service), scope, (UPSERT_BODY[:3], UPSERT_BODY[3:]))
     assert service.writer.runs == 1
-    assert recorder.bodies == [UPSERT_BODY]
+    assert recorder.calls == []
+    assert sent[0]["status"] == 500
+    assert (b"content-type", b"application/problem+json") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["code"] == "INTERNAL_ERROR"
 
 
 # Each write in the order sent, to one service through the fast path and to another through

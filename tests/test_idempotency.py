@@ -299,3 +299,69 @@ async def test_keys_older_than_a_day_are_purged(make_client: Any, db_path: Path,
         assert sql("SELECT key FROM idempotency_keys") == [("fresh",)]
         again = await client.post(APPLY, json=INC, headers=key("fresh"))
         assert again.headers[REPLAYED] == "true"
+
+
+async def test_keys_are_kept_for_the_configured_ttl(make_client: Any) -> None:
+    async with make_client(idempotency_ttl_seconds=2) as client:
+        await create_definition(client, "Counted")
+        first = await client.post(APPLY, json=INC, headers=key("short-lived"))
+        again = await client.post(APPLY, json=INC, headers=key("short-lived"))
+        assert again.headers[REPLAYED] == "true" and await count(client) == 1
+        await asyncio.sleep(2.2)
+        # Past its TTL the key is a new key, purged or not: the write applies again.
+        late = await client.post(APPLY, json=INC, headers=key("short-lived"))
+        assert late.status_code == 200 and REPLAYED not in late.headers
+        assert late.json()["metadata"] == {"n": 2} and first.json()["metadata"] == {"n": 1}
+        assert await count(client) == 2
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_past_the_budget_the_oldest_keys_go_first(make_client: Any, sql: Any) -> None:
+    budget = 16 * 1024
+    async with make_client(idempotency_budget_bytes=budget) as client:
+        await create_definition(client, "Counted")
+        for n in range(200):
+            response = await client.post(APPLY, json=INC, headers=key(f"key-{n:03d}"))
+            assert response.status_code == 200
+            # Stored answers stay within the budget, up to the one just stored.
+            stored = sql(
+                "SELECT sum(2 * length(key) + length(fingerprint) + length(body) + 96) "
+                "FROM idempotency_keys"
+            )[0][0]
+            assert stored <= budget
+        kept = [
+            row[0] for row in sql("SELECT key FROM idempotency_keys ORDER BY created_at, rowid")
+        ]
+        assert 10 < len(kept) < 200
+        assert kept == [f"key-{n:03d}" for n in range(200 - len(kept), 200)]  # the newest ones
+        assert (await client.post(APPLY, json=INC, headers=key("key-199"))).headers[REPLAYED]
+        oldest = await client.post(APPLY, json=INC, headers=key("key-000"))
+        assert REPLAYED not in oldest.headers  # purged: a new key
+        keys = sql("SELECT count(*) FROM idempotency_keys")[0][0]
+        text = (await client.get("/metrics")).text
+        assert metric(text, "sidecar_idempotency_keys") == keys
+        assert 0 < metric(text, "sidecar_idempotency_bytes") <= budget
+        assert metric(text, "sidecar_idempotency_evicted_keys") == 201 - keys
+
+
+async def test_large_answers_are_stored_compressed_and_replayed_byte_for_byte(
+    client: Any, sql: Any, achievement: int
+) -> None:
+    metadata = {"log": ["the same line, again and again"] * 1800, "big": 2**70, "x": 1.50}
+    body = {"userId": 1, "achievementId": 1, "metadata": metadata}
+    first = await client.post(PROGRESS, json=body, headers=key("large"))
+    assert first.status_code == 200 and len(first.content) > 55_000
+    stored = sql("SELECT length(body) FROM idempotency_keys WHERE key = 'large'")[0][0]
+    assert stored < len(first.content) // 10
+    again = await client.post(PROGRESS, json=body, headers=key("large"))
+    assert again.headers[REPLAYED] == "true"
+    assert again.content == first.content
+    # Small answers are stored as they are: JSON text.
+    await client.post(APPLY, json={**INC, "userId": 2}, headers=key("small"))
+    assert sql("SELECT substr(body, 1, 1) FROM idempotency_keys WHERE key = 'small'") == [(b"{",)]

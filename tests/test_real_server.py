@@ -1,5 +1,5 @@
 """The real service in a subprocess, the way a bot runs it: the main flow over HTTP, kill -9
-under write load, a live backup under write load, clean stops, `check`, and where the file is."""
+under write load, clean stops, `check`, and where the file is (backups: test_backup_restore)."""
 
 from __future__ import annotations
 
@@ -302,84 +302,6 @@ def test_kill_9_under_write_load_loses_no_acknowledged_write(db_path: Path, tmp_
     assert integrity(db_path) == ("ok", [])
     checked = run_sidecar("check", "--db", str(db_path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-
-
-# --- backup under write load -----------------------------------------------------------------
-
-
-def test_backup_under_write_load_is_consistent_and_complete(
-    server: RealServer, tmp_path: Path
-) -> None:
-    load = Load(server.base_url, create_achievements(server.base_url, 3))
-    out = tmp_path / "backup.db"
-
-    async def run() -> tuple[Any, float, float, int, str]:
-        workers = [asyncio.create_task(load.writer(worker)) for worker in range(8)]
-        await load.until(upserts=60, unlocks=15)
-        before = load.snapshot()  # everything acknowledged before the backup began
-        began = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "sidecar", "backup", str(out), "--db", str(server.db_path)),
-            env=clean_env(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await process.communicate()
-        ended = time.monotonic()
-        await asyncio.sleep(0.3)
-        load.stop.set()
-        await asyncio.gather(*workers)
-        status = process.returncode
-        assert status is not None
-        return before, began, ended, status, (stdout + stderr).decode(errors="replace")
-
-    (upserts, unlocks), began, ended, status, output = asyncio.run(run())
-    assert status == 0, output
-    assert load.unexpected == [] and load.interrupted == 0
-    assert len(upserts) > 50 and len(unlocks) > 10, "the load did not get going"
-    assert any(began < at < ended for at in load.acknowledged_at), "no write while backing up"
-
-    assert not Path(f"{out}-wal").exists()
-    alone = open_alone(out, tmp_path / "alone")
-    assert integrity(alone) == ("ok", [])
-    assert_all_present(stored_progress(alone), upserts, unlocks)
-    assert len(stored_definitions(alone)) == 3
-
-    # An existing OUT is refused and left as it is; --force replaces it with a newer copy.
-    kept = out.read_bytes()
-    refused = run_sidecar("backup", str(out), "--db", str(server.db_path))
-    assert refused.returncode != 0
-    assert out.read_bytes() == kept
-    forced = run_sidecar("backup", str(out), "--db", str(server.db_path), "--force")
-    assert forced.returncode == 0, forced.stdout + forced.stderr
-    again = open_alone(out, tmp_path / "again")
-    assert integrity(again) == ("ok", [])
-    # The writers have stopped, so the new copy holds every acknowledged write.
-    assert_all_present(stored_progress(again), load.upserts, load.unlocks)
-
-
-def test_backup_refuses_an_existing_file_and_force_overwrites_it(
-    server: RealServer, tmp_path: Path
-) -> None:
-    (achievement,) = create_achievements(server.base_url, 1)
-    with httpx.Client(base_url=server.base_url, timeout=10) as client:
-        body = {"userId": 7, "achievementId": achievement, "metadata": {"n": 1}}
-        assert client.post(PROGRESS, json=body).status_code == 200
-    out = tmp_path / "precious.db"
-    out.write_bytes(b"not a backup, somebody's file")
-    refused = run_sidecar("backup", str(out), "--db", str(server.db_path))
-    assert refused.returncode != 0
-    assert out.read_bytes() == b"not a backup, somebody's file"
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("precious")) == [
-        "precious.db"
-    ]
-
-    forced = run_sidecar("backup", str(out), "--force", "--db", str(server.db_path))
-    assert forced.returncode == 0, forced.stdout + forced.stderr
-    alone = open_alone(out, tmp_path / "alone")
-    assert integrity(alone) == ("ok", [])
-    assert stored_progress(alone) == {(7, achievement): ({"n": 1}, None)}
 
 
 # --- clean stops -----------------------------------------------------------------------------

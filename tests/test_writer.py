@@ -172,3 +172,63 @@ async def test_commits_are_checkpointed_beside_the_writer_not_inside_a_commit(
             break
         await asyncio.sleep(0.05)
     assert in_main_file(path, tmp_path) == list(range(1, 51))
+
+
+class Abort(BaseException):
+    """Not an Exception: what a job's bug or a stray SystemExit looks like to the writer."""
+
+
+async def test_a_job_raising_a_base_exception_is_answered_and_the_writer_goes_on(
+    writer: tuple[db.Writer, str],
+) -> None:
+    w, path = writer
+
+    def abort(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO t (n) VALUES (5)")
+        raise Abort("not an Exception")
+
+    with pytest.raises(Exception, match="Abort"):
+        await asyncio.wait_for(w.run(abort), 10)
+    assert w.alive
+    assert await asyncio.wait_for(w.run(insert(6)), 10) == 6
+    assert rows(path) == [6]
+
+
+def wal_size(path: str) -> int:
+    return Path(f"{path}-wal").stat().st_size
+
+
+async def test_the_wal_returns_to_its_size_limit_after_a_burst(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 256 * 1024
+    monkeypatch.setattr(db, "JOURNAL_SIZE_LIMIT_BYTES", limit, raising=False)
+    path = str(tmp_path / "wal.db")
+    db.prepare(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
+    w = db.Writer(path)
+    try:
+        # A reader on an old snapshot keeps the checkpoint from catching up: the WAL grows.
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()
+
+        def big(n: int) -> Callable[[sqlite3.Connection], None]:
+            return lambda c: c.execute("INSERT INTO t VALUES (?, zeroblob(16384))", (n,)) and None
+
+        for n in range(200):
+            await w.run(big(n))
+        peak = wal_size(path)
+        assert peak > 8 * limit
+        reader.execute("COMMIT")
+        reader.close()
+        # Quiet from now on: no write comes to restart the WAL, yet it shrinks to the limit.
+        for _ in range(200):
+            if wal_size(path) <= limit:
+                break
+            await asyncio.sleep(0.05)
+        assert wal_size(path) <= limit, (peak, wal_size(path))
+        assert await w.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 200
+    finally:
+        await w.close()

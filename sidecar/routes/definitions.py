@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from litestar import Request, delete, get, post, put
 from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
 
-from sidecar import store
+from sidecar import idforms, store
+from sidecar.db import Readers
 from sidecar.errors import validation_error
 from sidecar.models import (
     ABSENT,
@@ -18,8 +22,8 @@ from sidecar.models import (
     ReplaceDefinition,
     UpdateDefinition,
 )
-from sidecar.routes.common import answer, body_of, key_param, service_of
-from sidecar.validation import metadata_text, parse_id
+from sidecar.routes.common import JSON, answer, body_of, key_param, service_of
+from sidecar.validation import metadata_text, parse_bounded_int, parse_id
 from sidecar.writes import write
 
 BASE = "/users/achievements/definitions"
@@ -59,10 +63,86 @@ async def create_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     )
 
 
-@get(BASE, opt={"answer": list[Achievement]})
+# A list answer larger than this is sent in pieces of about this size, each once the client has
+# taken the previous one (the server's write buffer is full until then).
+PIECE_BYTES = 64 * 1024
+# (default, lowest, highest) of the paging parameters; without `limit`, every definition.
+LIMIT = (None, 1, 1000)
+OFFSET = (0, 0, 2**63 - 1)
+
+
+class _ListOrder:
+    """Every definition in list order, each encoded once, kept until the database changes.
+
+    Shared by all requests of one database version, and sent from here in pieces: 100 clients of
+    a 27 MiB list that never read it hold one copy and 100 small write buffers, not 100 copies.
+    """
+
+    def __init__(self, strings: bool) -> None:
+        self._strings = strings  # the id form of the answers it keeps
+        self._version: int | None = None
+        self._items: list[bytes] = []
+        self._lock = asyncio.Lock()  # concurrent requests after a change wait for one build
+
+    async def items(self, readers: Readers) -> list[bytes]:
+        async with self._lock:
+            # Taken before the read: a commit during the build only makes the next one rebuild.
+            version = readers.data_version()
+            if version != self._version:
+                definitions = await store.list_achievements(readers)
+                self._items = [idforms.encode(d, self._strings) for d in definitions]
+                self._version = version
+            return self._items
+
+
+def _list_order(request: Request[Any, Any, Any], strings: bool) -> _ListOrder:
+    """The kept list of the app, one per id form."""
+    kept: dict[bool, _ListOrder] | None = getattr(request.app.state, "definition_lists", None)
+    if kept is None:
+        kept = request.app.state.definition_lists = {}
+    if strings not in kept:
+        kept[strings] = _ListOrder(strings)
+    return kept[strings]
+
+
+async def _pieces(items: list[bytes]) -> AsyncIterator[bytes]:
+    """The JSON array of `items`, in pieces of about PIECE_BYTES."""
+    piece = bytearray(b"[")
+    for index, item in enumerate(items):
+        if index:
+            piece += b","
+        piece += item
+        if len(piece) >= PIECE_BYTES:
+            yield bytes(piece)
+            piece.clear()
+    piece += b"]"
+    yield bytes(piece)
+
+
+@get(
+    BASE,
+    opt={
+        "query": ("limit", "offset"),
+        "bounds": {"limit": LIMIT, "offset": OFFSET},
+        "answer": list[Achievement],
+    },
+)
 async def list_definitions(request: Request[Any, Any, Any]) -> ASGIResponse:
-    """List every definition, by name (case-insensitive), then id."""
-    return answer(request, await store.list_achievements(service_of(request).readers))
+    """List every definition, by name (case-insensitive), then id; `limit` and `offset` page it."""
+    query = request.query_params
+    limit = parse_bounded_int(query, "limit", 0, *LIMIT[1:]) if "limit" in query else None
+    offset = parse_bounded_int(query, "offset", *OFFSET)
+    strings, headers = idforms.id_form(request, list[Achievement])
+    items = await _list_order(request, strings).items(service_of(request).readers)
+    if offset or limit is not None:
+        items = items[offset : None if limit is None else offset + limit]
+    length = sum(map(len, items)) + max(len(items) - 1, 0) + 2  # the items, commas, brackets
+    if length <= PIECE_BYTES:
+        body = b"[" + b",".join(items) + b"]"
+        return ASGIResponse(body=body, media_type=JSON, headers=headers)
+    return ASGIStreamingResponse(
+        iterator=_pieces(items), content_length=length, media_type=JSON, headers=headers
+    )
 
 
 @get(f"{BASE}/{{id:str}}", opt={"answer": Achievement, "errors": _NOT_FOUND})

@@ -1,8 +1,9 @@
 """Interactive API docs at /schema: Swagger UI served from an installed package, not a CDN.
 
 The assets come from the `swagger-ui-bundle-v2` distribution (import name `swagger_ui_bundle`),
-read through importlib.resources. Only the files named in ASSETS are served, each on its own
-fixed path: there is no file-name parameter, so no path can reach anything else.
+pinned to one exact version in pyproject.toml, read through importlib.resources. Only the files
+named in ASSETS are served, each on its own fixed path: there is no file-name parameter, so no
+path can reach anything else.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.resources
+import re
 from functools import cache
 from importlib.resources.abc import Traversable
 from typing import Any
@@ -72,16 +74,21 @@ PAGE = f"""<!doctype html>
 """.encode()
 
 
+VERSION_FOLDER = re.compile(r"swagger-ui-(\d+)\.(\d+)\.(\d+)")
+
+
 def asset_directory() -> Traversable:
-    """The versioned Swagger UI folder inside the package (vendor/swagger-ui-X.Y.Z)."""
+    """The newest versioned Swagger UI folder inside the package (vendor/swagger-ui-X.Y.Z), by
+    version order: a string sort would rank 5.9.0 above 5.17.0."""
     vendor = importlib.resources.files(PACKAGE).joinpath("vendor")
-    folders = sorted(
-        (entry for entry in vendor.iterdir() if entry.name.startswith("swagger-ui-")),
-        key=lambda entry: entry.name,
-    )
+    folders = {
+        tuple(int(part) for part in match.groups()): entry
+        for entry in vendor.iterdir()
+        if (match := VERSION_FOLDER.fullmatch(entry.name))
+    }
     if not folders:
         raise RuntimeError(f"no Swagger UI folder in the {PACKAGE} package")
-    return folders[-1]
+    return folders[max(folders)]
 
 
 @cache

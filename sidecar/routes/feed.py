@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Request, get
+from litestar import Request, Response, get
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
 from sidecar import idforms, store
-from sidecar.errors import validation_error
+from sidecar.errors import TITLES, Problem, problem_response, validation_error
+from sidecar.feed import PAGE, TooManyStreams
 from sidecar.models import Event
 from sidecar.routes.common import answer, service_of
 from sidecar.service import Service
@@ -18,7 +19,8 @@ from sidecar.validation import parse_bounded_int
 
 MAX_CURSOR = 2**63 - 1
 KEEP_ALIVE_SECONDS = 15.0
-STREAM_PAGE = 500
+# What a client refused for the stream cap is asked to wait before it tries again.
+RETRY_AFTER_SECONDS = 5
 # (default, lowest, highest) of the query parameters.
 AFTER = (0, 0, MAX_CURSOR)
 LIMIT = (100, 1, 1000)
@@ -53,20 +55,38 @@ def _resume_point(request: Request[Any, Any, Any]) -> int:
     return int(last)
 
 
+def _frame(event: Event, strings: bool) -> bytes:
+    return b"id: %d\ndata: %s\n\n" % (event.id, idforms.encode(event, strings))
+
+
 async def _frames(service: Service, after: int, strings: bool) -> AsyncIterator[bytes]:
-    cursor = after
-    yield b": connected\n\n"
-    while not service.feed.closing.is_set():
-        signal = service.feed.signal()
-        batch = await store.events_after(service.readers, cursor, STREAM_PAGE)
-        for event in batch:
-            yield b"id: %d\ndata: %s\n\n" % (event.id, idforms.encode(event, strings))
-        if batch:
-            cursor = batch[-1].id
-            continue
-        await service.feed.wait(signal, KEEP_ALIVE_SECONDS)
-        if not signal.is_set():
-            yield b": keep-alive\n\n"
+    """What is in the file after `after`, then the events the shared reader hands over."""
+    feed = service.feed
+    try:
+        subscription = feed.subscribe()
+    except TooManyStreams:
+        return  # others got in since the handler's check; the client retries
+    try:
+        yield b": connected\n\n"
+        # Subscribed first, then read: an event committed meanwhile comes from the file, from the
+        # subscription, or from both (the cursor drops the second copy), never from neither.
+        cursor = after
+        while True:
+            page = await store.events_after(service.readers, cursor, PAGE)
+            for event in page:
+                yield _frame(event, strings)
+            cursor = page[-1].id if page else cursor
+            if len(page) < PAGE:
+                break
+        while (batch := await subscription.next(KEEP_ALIVE_SECONDS)) is not None:
+            if not batch:
+                yield b": keep-alive\n\n"
+            for event in batch:
+                if event.id > cursor:
+                    yield _frame(event, strings)
+                    cursor = event.id
+    finally:
+        feed.unsubscribe(subscription)
 
 
 # `stream`: the type of each event's `data:`.
@@ -79,16 +99,21 @@ async def _frames(service: Service, after: int, strings: bool) -> AsyncIterator[
         "errors": ("TOO_MANY_STREAMS",),
     },
 )
-async def stream_events(request: Request[Any, Any, Any]) -> Stream:
+async def stream_events(request: Request[Any, Any, Any]) -> Stream | Response[bytes]:
     """Stream unlock events live (Server-Sent Events), resuming after a cursor.
 
     Each event's `id:` is its id; a reconnect with `Last-Event-ID` (or `after`) loses
-    nothing in between.
+    nothing in between. Open streams are capped (SIDECAR_MAX_STREAMS).
     """
     after = _resume_point(request)
+    service = service_of(request)
+    if service.feed.open_streams >= service.feed.max_streams:
+        detail = f"{service.feed.max_streams} event streams are open (SIDECAR_MAX_STREAMS)"
+        problem = Problem(503, "TOO_MANY_STREAMS", TITLES["TOO_MANY_STREAMS"], detail)
+        return problem_response(problem, {"Retry-After": str(RETRY_AFTER_SECONDS)})
     strings, id_headers = idforms.id_form(request, Event)
     return Stream(
-        _frames(service_of(request), after, strings),
+        _frames(service, after, strings),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(id_headers or {})},
     )

@@ -9,7 +9,7 @@ from litestar import Request, get
 from litestar.response.base import ASGIResponse
 
 from sidecar import __version__, store
-from sidecar.db import SCHEMA_VERSION
+from sidecar.db import SCHEMA_VERSION, DatabaseGone, WriterStopped
 from sidecar.models import Health
 from sidecar.routes.common import answer, service_of
 
@@ -19,7 +19,13 @@ OPENAPI_PATH = "/schema/openapi.json"
 @get("/health", opt={"answer": Health})
 async def get_health(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Health: 200 once the database answers. Never needs the token."""
-    store.ping(service_of(request).readers)
+    service = service_of(request)
+    # Raised here, answered by the exception handler: 503 DATABASE_GONE, 500 for a dead writer.
+    if service.writer.gone:
+        raise DatabaseGone(f"{service.settings.db_path} was deleted or replaced")
+    if not service.writer.alive:
+        raise WriterStopped("the writer thread has stopped")
+    store.ping(service.readers)
     return answer(request, Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
 
 
@@ -28,7 +34,12 @@ async def get_metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Prometheus metrics: requests, latency, database and WAL sizes, rows per table."""
     service = service_of(request)
     rows = await store.table_rows(service.readers)
-    body = request.app.state.metrics.exposition(service.settings.db_path, rows)
+    metrics = request.app.state.metrics
+    keys, size, evicted = store.idempotency_usage(service.readers)
+    metrics.idempotency_keys.set(keys)
+    metrics.idempotency_bytes.set(size)
+    metrics.idempotency_evicted.set(evicted)
+    body = metrics.exposition(service.settings.db_path, rows)
     return ASGIResponse(body=body, media_type="text/plain; version=0.0.4")
 
 

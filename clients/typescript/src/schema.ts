@@ -11,7 +11,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List every definition, by name (case-insensitive), then id. */
+        /** List every definition, by name (case-insensitive), then id; `limit` and `offset` page it. */
         get: operations["listDefinitions"];
         put?: never;
         /** Create an achievement definition. */
@@ -211,7 +211,7 @@ export interface paths {
         };
         /**
          * Stream unlock events live (Server-Sent Events), resuming after a cursor.
-         * @description Each event's `id:` is its id; a reconnect with `Last-Event-ID` (or `after`) loses nothing in between.
+         * @description Each event's `id:` is its id; a reconnect with `Last-Event-ID` (or `after`) loses nothing in between. Open streams are capped (SIDECAR_MAX_STREAMS).
          */
         get: operations["streamEvents"];
         put?: never;
@@ -675,6 +675,7 @@ export interface components {
              * @example 1
              */
             achievementId: number;
+            achievementKey: string | null;
             /**
              * Format: date-time
              * @example 2026-11-24T08:25:23.123Z
@@ -742,7 +743,10 @@ export type $defs = Record<string, never>;
 export interface operations {
     listDefinitions: {
         parameters: {
-            query?: never;
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
             header?: {
                 /** @description `ids=string` (RFC 7240) gives every `id`, `userId` and `achievementId` of the answer (the `format: int64` integers of its schema) as a decimal string: a JavaScript number cannot hold a Discord snowflake. Other preferences are ignored. */
                 Prefer?: components["parameters"]["Prefer"];
@@ -776,6 +780,15 @@ export interface operations {
             401: {
                 headers: {
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `VALIDATION_FAILED`: a parameter, header or body breaks the schema; `errors` names each field */
+            422: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
