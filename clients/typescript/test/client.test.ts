@@ -278,6 +278,17 @@ describe("the unlock feed as an async iterator", () => {
     assert.deepEqual(got, ids); // nothing lost, nothing repeated
     assert.deepEqual(resumedFrom, [start, ids[0], ids[1]]);
   });
+
+  test("gives up after maxReconnects failed connections in a row", async () => {
+    let attempts = 0;
+    const refused = async (): Promise<Response> => {
+      attempts += 1;
+      throw new TypeError("fetch failed", { cause: new Error("connect ECONNREFUSED") });
+    };
+    const stream = client({ fetch: refused }).stream({ maxReconnects: 2 });
+    await rejects(stream.next(), "UNAVAILABLE");
+    assert.equal(attempts, 3);
+  });
 });
 
 describe("errors are problems typed by code", () => {
