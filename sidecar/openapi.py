@@ -31,10 +31,19 @@ SNOWFLAKE = 80351110224678912
 TIMESTAMP = "2026-11-24T08:25:23.123Z"
 _ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
 _KEY = {"type": "string", "pattern": KEY_PATTERN, "examples": ["messages-100"]}
+
+
+def _id_parameter(example: int) -> dict[str, Any]:
+    """A path or query id: in the URL its digits either way; "or its decimal string" lets a
+    generated JavaScript client send a snowflake as a string (a number cannot hold one)."""
+    text = {"type": "string", "pattern": ID_TEXT_PATTERN, "examples": [str(example)]}
+    return {"anyOf": [{**_ID, "examples": [example]}, text]}
+
+
 PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
-    "id": {**_ID, "examples": [1]},
-    "userId": {**_ID, "examples": [SNOWFLAKE]},
-    "achievementId": {**_ID, "examples": [1]},
+    "id": _id_parameter(1),
+    "userId": _id_parameter(SNOWFLAKE),
+    "achievementId": _id_parameter(1),
     "key": _KEY,
     "achievementKey": _KEY,
     "unlockedOnly": {"type": "boolean", "default": False},
