@@ -24,7 +24,9 @@ from bench.servers import ROOT, SERVERS, installed
 from bench.suite import (
     BATCH_CONNECTIONS,
     CONNECTIONS,
+    IDLE_STREAMS,
     MAX_FOREIGN_CPU,
+    QUICK_IDLE_STREAMS,
     RETRIES,
     ScaleFiles,
     Suite,
@@ -175,7 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds, rounds = (QUICK_SECONDS, QUICK_ROUNDS) if args.quick else (FULL_SECONDS, FULL_ROUNDS)
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"working in {workdir}")
-    suite = Suite(loader, seconds, rounds, workdir, retries=0 if args.quick else RETRIES)
+    suite = Suite(
+        loader,
+        seconds,
+        rounds,
+        workdir,
+        retries=0 if args.quick else RETRIES,
+        idle_streams=QUICK_IDLE_STREAMS if args.quick else IDLE_STREAMS,
+    )
     try:
         rows = _measure(suite, servers, args.quick)
     finally:

@@ -26,6 +26,7 @@ from bench.noise import CpuWatch
 from bench.report import Row, milliseconds, per_second, ratio
 from bench.seed import seed
 from bench.servers import Process, start_bare, start_service
+from bench.streams import IdleStreams
 
 CONNECTIONS = 32
 BATCH_CONNECTIONS = 4
@@ -47,6 +48,9 @@ STARTUP_LIMIT_SECONDS = 1.0
 RSS_LIMIT_BYTES = 100_000_000
 BATCH_ITEMS_PER_SECOND = 40_000
 FULL_MINIMUM = 0.50
+# Idle event streams open beside the writers: they must cost the writers (almost) nothing.
+IDLE_STREAMS, QUICK_IDLE_STREAMS = 1000, 100
+IDLE_STREAMS_MINIMUM = 0.90
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Suite:
     rounds: int
     workdir: Path
     retries: int = RETRIES  # of a run disturbed by other processes
+    idle_streams: int = IDLE_STREAMS  # open beside the writers in the idle-streams row
     say: Callable[[str], None] = print
     problems: list[str] = field(default_factory=list)
     peak_rss: dict[str, int] = field(default_factory=dict)  # by service process
@@ -158,6 +163,7 @@ class Suite:
         subject: Process,
         traffic: w.Traffic,
         before_subject: Callable[[], None] = lambda: None,
+        after_subject: Callable[[], None] = lambda: None,
     ) -> tuple[LoadResult, LoadResult]:
         """(reference, subject), each the sum of `rounds` alternating runs."""
         seconds = self.seconds / self.rounds
@@ -166,6 +172,7 @@ class Suite:
             references.append(self._run(reference, reference_traffic, CONNECTIONS, seconds))
             before_subject()
             subjects.append(self._run(subject, traffic, CONNECTIONS, seconds))
+            after_subject()
         before, after = combined(references), combined(subjects)
         self._say(name, after, before)
         return before, after
@@ -210,6 +217,7 @@ class Suite:
                 rows = [row for c in COMPARED for row in self._compared(server, c, service, bare)]
                 rows.append(self._batch(server, service))
                 rows.append(self._full(server, bare))
+        rows.append(self._idle_streams(server))
         return rows
 
     def _compared(
@@ -296,6 +304,46 @@ class Suite:
             f"≥ {FULL_MINIMUM:.2f} x bare",
             _share(result.rate, ceiling.rate) >= FULL_MINIMUM and not result.failed,
             _notes(_failure_note(result), _noise_note(ceiling, result)),
+        )
+
+    def _idle_streams(self, server: str) -> Row:
+        """Apply throughput with many idle event streams open against none, on one service,
+        the two alternating. A commit without events must wake no stream."""
+        count = self.idle_streams
+        name = f"apply, spread, with {count:,} idle event streams open"
+        # Room for the streams of one round while the last round's are still being closed.
+        env = {
+            "SIDECAR_MAX_STREAMS": str(2 * count + 100),
+            "SIDECAR_MAX_CONNECTIONS": str(4 * count + 200),
+            "GRANIAN_BACKPRESSURE": str(4 * count + 200),
+        }
+        path = self.workdir / f"{server}-streams.db"
+        with self._running(
+            start_service(server, path, self.workdir, env, "service (idle streams)")
+        ) as service:
+            seed(service.base_url)
+            with IdleStreams(service.port) as streams:
+                reference, result = self._pair(
+                    name,
+                    service,
+                    w.APPLY_SPREAD,
+                    service,
+                    w.APPLY_SPREAD,
+                    before_subject=lambda: streams.open(count),
+                    after_subject=streams.close,
+                )
+        self._check(server, name, result)
+        self._check(server, "apply, spread, no streams open", reference)
+        share = _share(result.rate, reference.rate)
+        return Row(
+            name,
+            server,
+            per_second(result.rate),
+            ratio(result.rate, reference.rate, "no streams"),
+            milliseconds(result.p99_ms),
+            f"≥ {IDLE_STREAMS_MINIMUM:.2f} x no streams",
+            share >= IDLE_STREAMS_MINIMUM and not (result.failed or reference.failed),
+            _notes(_failure_note(result), _failure_note(reference), _noise_note(reference, result)),
         )
 
     # --- scale ----------------------------------------------------------------------------

@@ -83,6 +83,13 @@ UNLOCK_MIX = Traffic(
 )
 APPLY_BODY = f'{{"userId":{APPLY_USER},"achievementId":1,{INC}}}'
 APPLY_HOT = Traffic("POST", f"{PROGRESS}/apply", APPLY_BODY)
+APPLY_SPREAD = Traffic(
+    "POST",
+    f"{PROGRESS}/apply",
+    '{"userId":{{u}},"achievementId":{{a}},' + INC + "}",
+    SPREAD_USERS,
+    SPREAD_ACHIEVEMENTS,
+)
 GET_PROGRESS = Traffic("GET", PROGRESS + ROW_QUERY, None, SPREAD_USERS, SPREAD_ACHIEVEMENTS)
 LIST_PROGRESS = Traffic("GET", f"{PROGRESS}/list?userId={LIST_USER}")
 

@@ -6,6 +6,9 @@ changes whenever any other connection commits: this service's writer, or another
 same file (`sidecar definitions import`, a script). So any commit empties the whole cache; a bot
 that writes between every two lists gets no hits and pays only the pragma.
 
+A key names everything an answer depends on besides the data: the request's parameters and the
+id form it asks for (`Prefer: ids=string`).
+
 An answer is kept under the version read *before* its rows were read: if a commit lands in
 between, the answer may be newer than its version says, never older, and the next read (seeing
 a new version) drops it.

@@ -17,19 +17,25 @@ Needs the `client` extra (`pip install 'achievements-sidecar[client]'`, which br
 - Every write sends an `Idempotency-Key` (a new uuid4 per call unless one is given) and is
   retried after a timeout or a connection error with the same key and the same bytes: the
   sidecar replays its stored answer, so a retry never counts twice. Reads are retried too.
+- `sidecar.detailed.<method>(...)` answers with an `Answer`: the value, the status, `replayed`
+  (the sidecar sent back the stored answer of an earlier request with the same key:
+  `Idempotent-Replayed: true`, nothing applied this time) and the key that was sent.
+- Both clients are bound from one description of the routes (`_Routes`): a route is added once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import os
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
@@ -52,6 +58,8 @@ __all__ = [
     "ERRORS",
     "AchievementNotFound",
     "AchievementsClient",
+    "Answer",
+    "AsyncDetailed",
     "Batch",
     "BatchResult",
     "DatabaseBusy",
@@ -67,6 +75,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotANumber",
     "NotFound",
+    "NumberOutOfRange",
     "Op",
     "PayloadTooLarge",
     "Problem",
@@ -76,6 +85,9 @@ __all__ = [
     "StorageError",
     "StorageFull",
     "SyncAchievementsClient",
+    "SyncDetailed",
+    "TooManyConnections",
+    "TooManyStreams",
     "Unauthorized",
     "UnsupportedMediaType",
     "UserNotFound",
@@ -86,6 +98,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 DEFAULT_URL = "http://127.0.0.1:8787"
 DEFAULT_TIMEOUT = 10.0
@@ -210,6 +223,10 @@ class InvalidPath(SidecarError):
     code = "INVALID_PATH"
 
 
+class NumberOutOfRange(SidecarError):
+    code = "NUMBER_OUT_OF_RANGE"
+
+
 class IdempotencyKeyReused(SidecarError):
     code = "IDEMPOTENCY_KEY_REUSED"
 
@@ -230,6 +247,14 @@ class DatabaseBusy(SidecarError):
 
 class DatabaseGone(SidecarError):
     code = "DATABASE_GONE"
+
+
+class TooManyStreams(SidecarError):
+    code = "TOO_MANY_STREAMS"
+
+
+class TooManyConnections(SidecarError):
+    code = "TOO_MANY_CONNECTIONS"
 
 
 class InternalError(SidecarError):
@@ -264,11 +289,14 @@ ERRORS: dict[str, type[SidecarError]] = {
         KeyConflict,
         NotANumber,
         InvalidPath,
+        NumberOutOfRange,
         IdempotencyKeyReused,
         StorageFull,
         StorageError,
         DatabaseBusy,
         DatabaseGone,
+        TooManyStreams,
+        TooManyConnections,
         InternalError,
     )
 }
@@ -411,6 +439,11 @@ class Batch:
         return {"type": "delete", **_row_body(user_id, achievement)}
 
 
+def _given(**fields: Any) -> dict[str, Any]:
+    """A body of the fields that are not None (None: left out, the sidecar's default)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def _definition_path(achievement: AchievementRef) -> str:
     if isinstance(achievement, str):
         return f"{DEFINITIONS}/by-key/{quote(achievement, safe='')}"
@@ -465,6 +498,18 @@ def _text(content: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A decoded answer with what its response said about it (`client.detailed.<method>`)."""
+
+    value: T
+    status: int
+    # True when the sidecar answered with the stored answer of an earlier request with the same
+    # Idempotency-Key (`Idempotent-Replayed: true`): nothing was applied by this one.
+    replayed: bool
+    idempotency_key: str | None  # the key that was sent (writes only)
+
+
+@dataclass(frozen=True)
 class _Call(Generic[T]):
     """One request, built once: a retry sends exactly the same method, URL, key and bytes."""
 
@@ -474,6 +519,23 @@ class _Call(Generic[T]):
     params: dict[str, str] | None = None
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+    def request(self) -> dict[str, Any]:
+        """The arguments of httpx's `request` (and `stream`)."""
+        return {
+            "method": self.method,
+            "url": self.path,
+            "params": self.params,
+            "content": self.body,
+            "headers": self.headers,
+        }
+
+    def answer(self, response: httpx.Response) -> Answer[T]:
+        if not response.is_success:
+            raise error_from(response)
+        replayed = response.headers.get("idempotent-replayed") == "true"
+        key = self.headers.get("Idempotency-Key")
+        return Answer(self.decode(response.content), response.status_code, replayed, key)
 
 
 def _read(
@@ -498,156 +560,220 @@ def _write(
     return _Call(method, path, decode, params, content, headers)
 
 
-class _Calls:
-    """The request of every route of the API (shared by the async and the sync client)."""
+# --- one description of the routes, bound by each client -----------------------------------
+
+
+class _Route(Generic[P, T]):
+    """One route of the API, described once: a function from the method's arguments to its
+    request. Each kind of client (async, sync, and their `detailed` views) turns it into a method
+    of the same name and parameters with its own `_method`, so a new route is written once."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], _Call[T]]) -> None:
+        self.build = build
+        self._methods: dict[type, Callable[..., Any]] = {}
+
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Callable[..., Any]: ...
+    @overload
+    def __get__(
+        self, client: AchievementsClient, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    @overload
+    def __get__(self, client: SyncAchievementsClient, owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(
+        self, client: AsyncDetailed, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, Answer[T]]]: ...
+    @overload
+    def __get__(self, client: SyncDetailed, owner: type[Any]) -> Callable[P, Answer[T]]: ...
+    def __get__(self, client: Any, owner: type[Any]) -> Any:
+        method = self._methods.get(owner)
+        if method is None:
+            method = owner._method(self.build)
+            functools.update_wrapper(method, self.build)
+            # The method's own signature: the build function's, answering what the client does.
+            signature = inspect.signature(self.build)
+            method.__signature__ = signature.replace(return_annotation=inspect.Signature.empty)
+            self._methods[owner] = method
+        return method if client is None else method.__get__(client, owner)
+
+
+class _Routes:
+    """Every route of API.md (but the event stream, which each client reads its own way)."""
 
     # definitions
 
-    @staticmethod
-    def list_definitions() -> _Call[list[Achievement]]:
+    @_Route
+    def list_definitions(self) -> _Call[list[Achievement]]:
+        """Every definition, by name (case-insensitive), then id."""
         return _read(DEFINITIONS, _achievements.decode)
 
-    @staticmethod
-    def get_definition(achievement: AchievementRef) -> _Call[Achievement]:
+    @_Route
+    def get_definition(self, achievement: AchievementRef) -> _Call[Achievement]:
+        """One definition by id, or by key when given a string."""
         return _read(_definition_path(achievement), _achievement.decode)
 
-    @staticmethod
+    @_Route
     def create_definition(
+        self,
         name: str,
-        description: str | None,
-        key: str | None,
-        metadata: JSONObject | None,
-        idempotency_key: str | None,
+        *,
+        description: str | None = None,
+        key: str | None = None,
+        metadata: JSONObject | None = None,
+        idempotency_key: str | None = None,
     ) -> _Call[Achievement]:
-        body: dict[str, Any] = {"name": name}
-        if description is not None:
-            body["description"] = description
-        if key is not None:
-            body["key"] = key
-        if metadata is not None:
-            body["metadata"] = metadata
+        body = _given(name=name, description=description, key=key, metadata=metadata)
         return _write("POST", DEFINITIONS, _achievement.decode, idempotency_key, body)
 
-    @staticmethod
+    @_Route
     def update_definition(
+        self,
         achievement_id: int,
-        changes: dict[str, Any],
-        idempotency_key: str | None,
+        *,
+        name: str | UnsetType = UNSET,
+        description: str | UnsetType | None = UNSET,
+        key: str | UnsetType | None = UNSET,
+        metadata: JSONObject | UnsetType = UNSET,
+        idempotency_key: str | None = None,
     ) -> _Call[Achievement]:
+        """Change the given fields only; `description=None` / `key=None` clear them."""
+        changes = {"name": name, "description": description, "key": key, "metadata": metadata}
         body = {name: value for name, value in changes.items() if value is not UNSET}
         path = f"{DEFINITIONS}/{achievement_id}"
         return _write("PUT", path, _achievement.decode, idempotency_key, body)
 
-    @staticmethod
+    @_Route
     def put_definition(
+        self,
         key: str,
         name: str,
-        description: str | None,
-        metadata: JSONObject | None,
-        idempotency_key: str | None,
+        *,
+        description: str | None = None,
+        metadata: JSONObject | None = None,
+        idempotency_key: str | None = None,
     ) -> _Call[Achievement]:
-        body: dict[str, Any] = {"name": name}
-        if description is not None:
-            body["description"] = description
-        if metadata is not None:
-            body["metadata"] = metadata
+        """Create (201) or replace (200) the definition with this key (declarative sync)."""
+        body = _given(name=name, description=description, metadata=metadata)
         path = _definition_path(key)
         return _write("PUT", path, _achievement.decode, idempotency_key, body)
 
-    @staticmethod
+    @_Route
     def delete_definition(
-        achievement: AchievementRef, idempotency_key: str | None
+        self, achievement: AchievementRef, *, idempotency_key: str | None = None
     ) -> _Call[Achievement]:
+        """Delete a definition (by id or key) and every progress row of it."""
         path = _definition_path(achievement)
         return _write("DELETE", path, _achievement.decode, idempotency_key)
 
     # progress
 
-    @staticmethod
+    @_Route
     def upsert_progress(
+        self,
         user_id: int,
         achievement: AchievementRef,
-        metadata: JSONObject | None,
-        idempotency_key: str | None,
+        metadata: JSONObject | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> _Call[UserAchievement]:
+        """Create the row or replace its metadata (None sends none: `{}`)."""
         body = _upsert_body(user_id, achievement, metadata)
         return _write("POST", PROGRESS, _progress.decode, idempotency_key, body)
 
-    @staticmethod
-    def get_progress(user_id: int, achievement: AchievementRef) -> _Call[UserAchievement | None]:
+    @_Route
+    def get_progress(
+        self, user_id: int, achievement: AchievementRef
+    ) -> _Call[UserAchievement | None]:
+        """The row, or None when there is none."""
         return _read(PROGRESS, _maybe_progress.decode, _query_ref(user_id, achievement))
 
-    @staticmethod
-    def list_progress(user_id: int, unlocked_only: bool) -> _Call[list[UserAchievement]]:
+    @_Route
+    def list_progress(
+        self, user_id: int, *, unlocked_only: bool = False
+    ) -> _Call[list[UserAchievement]]:
+        """A user's rows: unlocked first (newest first), then locked (latest change first)."""
         params = {"userId": str(user_id), "unlockedOnly": "true" if unlocked_only else "false"}
         return _read(f"{PROGRESS}/list", _progress_list.decode, params)
 
-    @staticmethod
+    @_Route
     def unlock(
-        user_id: int, achievement: AchievementRef, idempotency_key: str | None
+        self, user_id: int, achievement: AchievementRef, *, idempotency_key: str | None = None
     ) -> _Call[UserAchievementChange]:
+        """Unlock (creating the row if needed); `newly_unlocked` is False if it already was."""
         body = _row_body(user_id, achievement)
         return _write("PUT", f"{PROGRESS}/unlock", _change.decode, idempotency_key, body)
 
-    @staticmethod
+    @_Route
     def delete_progress(
-        user_id: int, achievement: AchievementRef, idempotency_key: str | None
+        self, user_id: int, achievement: AchievementRef, *, idempotency_key: str | None = None
     ) -> _Call[UserAchievement]:
         params = _query_ref(user_id, achievement)
         return _write("DELETE", PROGRESS, _progress.decode, idempotency_key, params=params)
 
-    @staticmethod
+    @_Route
     def apply(
+        self,
         user_id: int,
         achievement: AchievementRef,
         ops: Sequence[Mapping[str, Any]],
-        unlock_when: Sequence[Mapping[str, Any]] | None,
-        idempotency_key: str | None,
+        *,
+        unlock_when: Sequence[Mapping[str, Any]] | None = None,
+        idempotency_key: str | None = None,
     ) -> _Call[UserAchievementChange]:
+        """Atomic ops on the row's metadata (`Op.inc`, ...), unlocking when `When...` all hold."""
         body = _apply_body(user_id, achievement, ops, unlock_when)
         return _write("POST", f"{PROGRESS}/apply", _change.decode, idempotency_key, body)
 
-    @staticmethod
+    @_Route
     def batch(
-        operations: Sequence[Mapping[str, Any]], idempotency_key: str | None
+        self, operations: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
     ) -> _Call[list[BatchResult]]:
+        """All items (`Batch.apply(...)`, ...) in one transaction; the results in order."""
         body = {"operations": list(operations)}
         decode = _batch_decoder(operations)
         return _write("POST", f"{PROGRESS}/batch", decode, idempotency_key, body)
 
-    @staticmethod
-    def delete_user(user_id: int, idempotency_key: str | None) -> _Call[DeletedUser]:
+    @_Route
+    def delete_user(
+        self, user_id: int, *, idempotency_key: str | None = None
+    ) -> _Call[DeletedUser]:
         return _write("DELETE", f"/users/{user_id}", _deleted_user.decode, idempotency_key)
 
     # feed, stats, operations
 
-    @staticmethod
-    def events(after: int, limit: int) -> _Call[list[Event]]:
+    @_Route
+    def events(self, after: int = 0, limit: int = 100) -> _Call[list[Event]]:
+        """Unlock events with `id > after`, oldest first."""
         return _read(EVENTS, _events.decode, {"after": str(after), "limit": str(limit)})
 
-    @staticmethod
-    def stats() -> _Call[list[AchievementStats]]:
+    @_Route
+    def stats(self) -> _Call[list[AchievementStats]]:
+        """Per achievement: unlocked and in-progress counts and the unlock rate (rarity)."""
         return _read("/users/achievements/stats", _stats.decode)
 
-    @staticmethod
-    def leaderboard(limit: int, offset: int) -> _Call[list[LeaderboardEntry]]:
+    @_Route
+    def leaderboard(self, limit: int = 10, offset: int = 0) -> _Call[list[LeaderboardEntry]]:
         params = {"limit": str(limit), "offset": str(offset)}
         return _read("/users/achievements/leaderboard", _leaderboard.decode, params)
 
-    @staticmethod
-    def leaderboard_entry(user_id: int) -> _Call[LeaderboardEntry]:
+    @_Route
+    def leaderboard_entry(self, user_id: int) -> _Call[LeaderboardEntry]:
+        """One user's rank (UserNotFound when it has no unlock)."""
         return _read(f"/users/achievements/leaderboard/{user_id}", _entry.decode)
 
-    @staticmethod
-    def health() -> _Call[Health]:
+    @_Route
+    def health(self) -> _Call[Health]:
         return _read("/health", _health.decode)
 
-    @staticmethod
-    def metrics() -> _Call[str]:
+    @_Route
+    def metrics(self) -> _Call[str]:
+        """The Prometheus text."""
         return _read("/metrics", _text)
 
-    @staticmethod
-    def openapi() -> _Call[dict[str, Any]]:
+    @_Route
+    def openapi(self) -> _Call[dict[str, Any]]:
+        """The OpenAPI 3.1 document."""
         return _read("/schema/openapi.json", _document.decode)
 
 
@@ -662,11 +788,12 @@ class _Config:
     retries: int
     backoff: float
 
-    def headers(self) -> dict[str, str]:
+    def http_options(self) -> dict[str, Any]:
+        """The arguments of httpx.AsyncClient / httpx.Client but the transport."""
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        return headers
+        return {"base_url": self.base_url, "headers": headers, "timeout": self.timeout}
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: about backoff, 2x, 4x ... capped at MAX_BACKOFF."""
@@ -674,8 +801,12 @@ class _Config:
             return 0.0
         return min(MAX_BACKOFF, self.backoff * 2.0**attempt) * random.uniform(0.5, 1.0)
 
-    def stream_timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout, read=max(self.timeout, STREAM_READ_TIMEOUT))
+    def retry_delay(self, error: httpx.TransportError, attempt: int) -> float:
+        """The pause before attempt `attempt + 1` after `error`; SidecarUnavailable when the
+        error is not one to retry or the retries are used up."""
+        if not isinstance(error, RETRYABLE) or attempt >= self.retries:
+            raise _unavailable(error, attempt + 1) from error
+        return self.delay(attempt)
 
 
 def _config(
@@ -697,24 +828,35 @@ def _config(
     return _Config(url.rstrip("/"), token, timeout, retries, backoff)
 
 
-def _result(call: _Call[T], response: httpx.Response) -> T:
-    if response.is_success:
-        return call.decode(response.content)
-    raise error_from(response)
+class _Feed:
+    """The state of one `stream()`: Server-Sent Events parsing, one line at a time (only `id:`
+    and `data:` matter here), the last event id to resume after, and the reconnect policy."""
 
-
-class _SSE:
-    """Server-Sent Events parsing, one line at a time (only `id:` and `data:` matter here)."""
-
-    def __init__(self) -> None:
+    def __init__(self, config: _Config, after: int, max_reconnects: int | None) -> None:
+        self.config = config
+        self.last_id = after
+        self.max_reconnects = max_reconnects
+        self.failures = 0
         self.data: list[str] = []
 
-    def feed(self, line: str) -> Event | None:
+    def request(self) -> dict[str, Any]:
+        """The arguments of httpx's `stream` for the next connection."""
+        self.data = []
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.last_id)}
+        timeout = httpx.Timeout(
+            self.config.timeout, read=max(self.config.timeout, STREAM_READ_TIMEOUT)
+        )
+        return {"method": "GET", "url": f"{EVENTS}/stream", "headers": headers, "timeout": timeout}
+
+    def line(self, line: str) -> Event | None:
+        """The event that this line completes, if any."""
         if not line:
             if not self.data:
                 return None
             event = _event.decode("\n".join(self.data))
             self.data = []
+            self.last_id = event.id
+            self.failures = 0
             return event
         if line.startswith(":"):
             return None  # a comment: keep-alive
@@ -723,21 +865,25 @@ class _SSE:
             self.data.append(value[1:] if value.startswith(" ") else value)
         return None
 
+    def pause(self, error: httpx.TransportError | None) -> float:
+        """The pause before reconnecting after the connection ended (with `error`, or cleanly);
+        SidecarUnavailable after `max_reconnects` failed attempts in a row."""
+        given_up = self.max_reconnects is not None and self.failures >= self.max_reconnects
+        if error is not None and (given_up or not isinstance(error, RETRYABLE)):
+            raise _unavailable(error, self.failures + 1) from error
+        delay = self.config.delay(min(self.failures, 5))
+        self.failures += 1
+        return delay
 
-def _stream_headers(last_id: int) -> dict[str, str]:
-    return {"Accept": "text/event-stream", "Last-Event-ID": str(last_id)}
+
+# --- the clients: thin transports over the routes ------------------------------------------
+
+H = TypeVar("H", httpx.AsyncClient, httpx.Client)
+X = TypeVar("X", httpx.AsyncBaseTransport, httpx.BaseTransport)
 
 
-# --- the clients ---------------------------------------------------------------------------
-
-
-class AchievementsClient:
-    """The async client. Use it as `async with AchievementsClient(...) as sidecar:`.
-
-    `base_url`, `token` and `timeout` (seconds) default to SIDECAR_URL, SIDECAR_TOKEN and
-    SIDECAR_TIMEOUT, else http://127.0.0.1:8787, no token and 10 s. A request that times out or
-    cannot connect is tried again up to `retries` times, after `backoff`, 2x, 4x... seconds.
-    """
+class _Client(_Routes, Generic[H, X]):
+    """What both clients share: settings from the arguments or SIDECAR_*, and their connection."""
 
     def __init__(
         self,
@@ -747,19 +893,42 @@ class AchievementsClient:
         timeout: float | None = None,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: X | None = None,
     ) -> None:
         self.config = _config(base_url, token, timeout, retries, backoff)
-        self._http = httpx.AsyncClient(
-            base_url=self.config.base_url,
-            headers=self.config.headers(),
-            timeout=self.config.timeout,
-            transport=transport,
-        )
+        self._http: H = self._connect(transport)
+
+    def _connect(self, transport: X | None) -> H:
+        raise NotImplementedError
 
     @property
     def base_url(self) -> str:
         return self.config.base_url
+
+
+class AchievementsClient(_Client[httpx.AsyncClient, httpx.AsyncBaseTransport]):
+    """The async client. Use it as `async with AchievementsClient(...) as sidecar:`.
+
+    `base_url`, `token` and `timeout` (seconds) default to SIDECAR_URL, SIDECAR_TOKEN and
+    SIDECAR_TIMEOUT, else http://127.0.0.1:8787, no token and 10 s. A request that times out or
+    cannot connect is tried again up to `retries` times, after `backoff`, 2x, 4x... seconds.
+    Every method answers with the decoded value; `sidecar.detailed.<method>` answers with an
+    `Answer` (value, status, whether it was a replay, the Idempotency-Key sent).
+    """
+
+    def _connect(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, **self.config.http_options())
+
+    @staticmethod
+    def _method(build: Callable[..., _Call[Any]]) -> Callable[..., Any]:
+        async def method(self: AchievementsClient, *args: Any, **kwargs: Any) -> Any:
+            return (await self._send(build(self, *args, **kwargs))).value
+
+        return method
+
+    @functools.cached_property
+    def detailed(self) -> AsyncDetailed:
+        return AsyncDetailed(self)
 
     async def __aenter__(self) -> AchievementsClient:
         return self
@@ -770,144 +939,14 @@ class AchievementsClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, call: _Call[T]) -> T:
+    async def _send(self, call: _Call[T]) -> Answer[T]:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    params=call.params,
-                    content=call.body,
-                    headers=call.headers,
-                )
-            except RETRYABLE as error:
-                if attempt >= self.config.retries:
-                    raise _unavailable(error, attempt + 1) from error
-                await asyncio.sleep(self.config.delay(attempt))
-                attempt += 1
-                continue
+                return call.answer(await self._http.request(**call.request()))
             except httpx.TransportError as error:
-                raise _unavailable(error, attempt + 1) from error
-            return _result(call, response)
-
-    # definitions
-
-    async def list_definitions(self) -> list[Achievement]:
-        """Every definition, by name (case-insensitive), then id."""
-        return await self._send(_Calls.list_definitions())
-
-    async def get_definition(self, achievement: AchievementRef) -> Achievement:
-        """One definition by id, or by key when given a string."""
-        return await self._send(_Calls.get_definition(achievement))
-
-    async def create_definition(
-        self,
-        name: str,
-        *,
-        description: str | None = None,
-        key: str | None = None,
-        metadata: JSONObject | None = None,
-        idempotency_key: str | None = None,
-    ) -> Achievement:
-        call = _Calls.create_definition(name, description, key, metadata, idempotency_key)
-        return await self._send(call)
-
-    async def update_definition(
-        self,
-        achievement_id: int,
-        *,
-        name: str | UnsetType = UNSET,
-        description: str | UnsetType | None = UNSET,
-        key: str | UnsetType | None = UNSET,
-        metadata: JSONObject | UnsetType = UNSET,
-        idempotency_key: str | None = None,
-    ) -> Achievement:
-        """Change the given fields only; `description=None` / `key=None` clear them."""
-        changes = {"name": name, "description": description, "key": key, "metadata": metadata}
-        return await self._send(_Calls.update_definition(achievement_id, changes, idempotency_key))
-
-    async def put_definition(
-        self,
-        key: str,
-        name: str,
-        *,
-        description: str | None = None,
-        metadata: JSONObject | None = None,
-        idempotency_key: str | None = None,
-    ) -> Achievement:
-        """Create or replace the definition with this key (declarative sync)."""
-        call = _Calls.put_definition(key, name, description, metadata, idempotency_key)
-        return await self._send(call)
-
-    async def delete_definition(
-        self, achievement: AchievementRef, *, idempotency_key: str | None = None
-    ) -> Achievement:
-        """Delete a definition (by id or key) and every progress row of it."""
-        return await self._send(_Calls.delete_definition(achievement, idempotency_key))
-
-    # progress
-
-    async def upsert_progress(
-        self,
-        user_id: int,
-        achievement: AchievementRef,
-        metadata: JSONObject | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> UserAchievement:
-        """Create the row or replace its metadata (None sends none: `{}`)."""
-        call = _Calls.upsert_progress(user_id, achievement, metadata, idempotency_key)
-        return await self._send(call)
-
-    async def get_progress(
-        self, user_id: int, achievement: AchievementRef
-    ) -> UserAchievement | None:
-        """The row, or None when there is none."""
-        return await self._send(_Calls.get_progress(user_id, achievement))
-
-    async def list_progress(
-        self, user_id: int, *, unlocked_only: bool = False
-    ) -> list[UserAchievement]:
-        return await self._send(_Calls.list_progress(user_id, unlocked_only))
-
-    async def unlock(
-        self, user_id: int, achievement: AchievementRef, *, idempotency_key: str | None = None
-    ) -> UserAchievementChange:
-        return await self._send(_Calls.unlock(user_id, achievement, idempotency_key))
-
-    async def delete_progress(
-        self, user_id: int, achievement: AchievementRef, *, idempotency_key: str | None = None
-    ) -> UserAchievement:
-        return await self._send(_Calls.delete_progress(user_id, achievement, idempotency_key))
-
-    async def apply(
-        self,
-        user_id: int,
-        achievement: AchievementRef,
-        ops: Sequence[Mapping[str, Any]],
-        *,
-        unlock_when: Sequence[Mapping[str, Any]] | None = None,
-        idempotency_key: str | None = None,
-    ) -> UserAchievementChange:
-        """Atomic ops on the row's metadata (`Op.inc`, ...), unlocking when `When...` all hold."""
-        call = _Calls.apply(user_id, achievement, ops, unlock_when, idempotency_key)
-        return await self._send(call)
-
-    async def batch(
-        self, operations: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
-    ) -> list[BatchResult]:
-        """All items (`Batch.apply(...)`, ...) in one transaction; the results in order."""
-        return await self._send(_Calls.batch(operations, idempotency_key))
-
-    async def delete_user(self, user_id: int, *, idempotency_key: str | None = None) -> DeletedUser:
-        return await self._send(_Calls.delete_user(user_id, idempotency_key))
-
-    # feed
-
-    async def events(self, after: int = 0, limit: int = 100) -> list[Event]:
-        """Unlock events with `id > after`, oldest first."""
-        return await self._send(_Calls.events(after, limit))
+                await asyncio.sleep(self.config.retry_delay(error, attempt))
+                attempt += 1
 
     async def stream(
         self, after: int = 0, *, max_reconnects: int | None = None
@@ -915,83 +954,38 @@ class AchievementsClient:
         """Unlock events with `id > after`, live, forever: reconnects (with Last-Event-ID, so
         nothing is lost or repeated) when the connection drops; `max_reconnects` failed attempts
         in a row (None: no limit) end it with SidecarUnavailable."""
-        last_id = after
-        failures = 0
+        feed = _Feed(self.config, after, max_reconnects)
         while True:
-            parser = _SSE()
+            failure = None
             try:
-                async with self._http.stream(
-                    "GET",
-                    f"{EVENTS}/stream",
-                    headers=_stream_headers(last_id),
-                    timeout=self.config.stream_timeout(),
-                ) as response:
+                async with self._http.stream(**feed.request()) as response:
                     if not response.is_success:
                         await response.aread()
                         raise error_from(response)
                     async for line in response.aiter_lines():
-                        event = parser.feed(line)
-                        if event is not None:
-                            last_id = event.id
-                            failures = 0
+                        if (event := feed.line(line)) is not None:
                             yield event
-            except RETRYABLE as error:
-                if max_reconnects is not None and failures >= max_reconnects:
-                    raise _unavailable(error, failures + 1) from error
-            await asyncio.sleep(self.config.delay(min(failures, 5)))
-            failures += 1
-
-    # stats and leaderboard
-
-    async def stats(self) -> list[AchievementStats]:
-        """Per achievement: unlocked and in-progress counts and the unlock rate (rarity)."""
-        return await self._send(_Calls.stats())
-
-    async def leaderboard(self, limit: int = 10, offset: int = 0) -> list[LeaderboardEntry]:
-        return await self._send(_Calls.leaderboard(limit, offset))
-
-    async def leaderboard_entry(self, user_id: int) -> LeaderboardEntry:
-        """One user's rank (UserNotFound when it has no unlock)."""
-        return await self._send(_Calls.leaderboard_entry(user_id))
-
-    # operations
-
-    async def health(self) -> Health:
-        return await self._send(_Calls.health())
-
-    async def metrics(self) -> str:
-        """The Prometheus text."""
-        return await self._send(_Calls.metrics())
-
-    async def openapi(self) -> dict[str, Any]:
-        """The OpenAPI 3.1 document."""
-        return await self._send(_Calls.openapi())
+            except httpx.TransportError as error:
+                failure = error
+            await asyncio.sleep(feed.pause(failure))
 
 
-class SyncAchievementsClient:
+class SyncAchievementsClient(_Client[httpx.Client, httpx.BaseTransport]):
     """The same client, blocking: `with SyncAchievementsClient(...) as sidecar:`."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        token: str | None = None,
-        timeout: float | None = None,
-        retries: int = DEFAULT_RETRIES,
-        backoff: float = DEFAULT_BACKOFF,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.config = _config(base_url, token, timeout, retries, backoff)
-        self._http = httpx.Client(
-            base_url=self.config.base_url,
-            headers=self.config.headers(),
-            timeout=self.config.timeout,
-            transport=transport,
-        )
+    def _connect(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        return httpx.Client(transport=transport, **self.config.http_options())
 
-    @property
-    def base_url(self) -> str:
-        return self.config.base_url
+    @staticmethod
+    def _method(build: Callable[..., _Call[Any]]) -> Callable[..., Any]:
+        def method(self: SyncAchievementsClient, *args: Any, **kwargs: Any) -> Any:
+            return self._send(build(self, *args, **kwargs)).value
+
+        return method
+
+    @functools.cached_property
+    def detailed(self) -> SyncDetailed:
+        return SyncDetailed(self)
 
     def __enter__(self) -> SyncAchievementsClient:
         return self
@@ -1002,195 +996,58 @@ class SyncAchievementsClient:
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, call: _Call[T]) -> T:
+    def _send(self, call: _Call[T]) -> Answer[T]:
         attempt = 0
         while True:
             try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    params=call.params,
-                    content=call.body,
-                    headers=call.headers,
-                )
-            except RETRYABLE as error:
-                if attempt >= self.config.retries:
-                    raise _unavailable(error, attempt + 1) from error
-                time.sleep(self.config.delay(attempt))
-                attempt += 1
-                continue
+                return call.answer(self._http.request(**call.request()))
             except httpx.TransportError as error:
-                raise _unavailable(error, attempt + 1) from error
-            return _result(call, response)
-
-    # definitions
-
-    def list_definitions(self) -> list[Achievement]:
-        """Every definition, by name (case-insensitive), then id."""
-        return self._send(_Calls.list_definitions())
-
-    def get_definition(self, achievement: AchievementRef) -> Achievement:
-        """One definition by id, or by key when given a string."""
-        return self._send(_Calls.get_definition(achievement))
-
-    def create_definition(
-        self,
-        name: str,
-        *,
-        description: str | None = None,
-        key: str | None = None,
-        metadata: JSONObject | None = None,
-        idempotency_key: str | None = None,
-    ) -> Achievement:
-        call = _Calls.create_definition(name, description, key, metadata, idempotency_key)
-        return self._send(call)
-
-    def update_definition(
-        self,
-        achievement_id: int,
-        *,
-        name: str | UnsetType = UNSET,
-        description: str | UnsetType | None = UNSET,
-        key: str | UnsetType | None = UNSET,
-        metadata: JSONObject | UnsetType = UNSET,
-        idempotency_key: str | None = None,
-    ) -> Achievement:
-        """Change the given fields only; `description=None` / `key=None` clear them."""
-        changes = {"name": name, "description": description, "key": key, "metadata": metadata}
-        return self._send(_Calls.update_definition(achievement_id, changes, idempotency_key))
-
-    def put_definition(
-        self,
-        key: str,
-        name: str,
-        *,
-        description: str | None = None,
-        metadata: JSONObject | None = None,
-        idempotency_key: str | None = None,
-    ) -> Achievement:
-        """Create or replace the definition with this key (declarative sync)."""
-        call = _Calls.put_definition(key, name, description, metadata, idempotency_key)
-        return self._send(call)
-
-    def delete_definition(
-        self, achievement: AchievementRef, *, idempotency_key: str | None = None
-    ) -> Achievement:
-        """Delete a definition (by id or key) and every progress row of it."""
-        return self._send(_Calls.delete_definition(achievement, idempotency_key))
-
-    # progress
-
-    def upsert_progress(
-        self,
-        user_id: int,
-        achievement: AchievementRef,
-        metadata: JSONObject | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> UserAchievement:
-        """Create the row or replace its metadata (None sends none: `{}`)."""
-        call = _Calls.upsert_progress(user_id, achievement, metadata, idempotency_key)
-        return self._send(call)
-
-    def get_progress(self, user_id: int, achievement: AchievementRef) -> UserAchievement | None:
-        """The row, or None when there is none."""
-        return self._send(_Calls.get_progress(user_id, achievement))
-
-    def list_progress(self, user_id: int, *, unlocked_only: bool = False) -> list[UserAchievement]:
-        return self._send(_Calls.list_progress(user_id, unlocked_only))
-
-    def unlock(
-        self, user_id: int, achievement: AchievementRef, *, idempotency_key: str | None = None
-    ) -> UserAchievementChange:
-        return self._send(_Calls.unlock(user_id, achievement, idempotency_key))
-
-    def delete_progress(
-        self, user_id: int, achievement: AchievementRef, *, idempotency_key: str | None = None
-    ) -> UserAchievement:
-        return self._send(_Calls.delete_progress(user_id, achievement, idempotency_key))
-
-    def apply(
-        self,
-        user_id: int,
-        achievement: AchievementRef,
-        ops: Sequence[Mapping[str, Any]],
-        *,
-        unlock_when: Sequence[Mapping[str, Any]] | None = None,
-        idempotency_key: str | None = None,
-    ) -> UserAchievementChange:
-        """Atomic ops on the row's metadata (`Op.inc`, ...), unlocking when `When...` all hold."""
-        call = _Calls.apply(user_id, achievement, ops, unlock_when, idempotency_key)
-        return self._send(call)
-
-    def batch(
-        self, operations: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
-    ) -> list[BatchResult]:
-        """All items (`Batch.apply(...)`, ...) in one transaction; the results in order."""
-        return self._send(_Calls.batch(operations, idempotency_key))
-
-    def delete_user(self, user_id: int, *, idempotency_key: str | None = None) -> DeletedUser:
-        return self._send(_Calls.delete_user(user_id, idempotency_key))
-
-    # feed
-
-    def events(self, after: int = 0, limit: int = 100) -> list[Event]:
-        """Unlock events with `id > after`, oldest first."""
-        return self._send(_Calls.events(after, limit))
+                time.sleep(self.config.retry_delay(error, attempt))
+                attempt += 1
 
     def stream(
         self, after: int = 0, *, max_reconnects: int | None = None
     ) -> Generator[Event, None, None]:
-        """Unlock events with `id > after`, live, forever: reconnects (with Last-Event-ID, so
-        nothing is lost or repeated) when the connection drops; `max_reconnects` failed attempts
-        in a row (None: no limit) end it with SidecarUnavailable."""
-        last_id = after
-        failures = 0
+        """The blocking `AchievementsClient.stream`."""
+        feed = _Feed(self.config, after, max_reconnects)
         while True:
-            parser = _SSE()
+            failure = None
             try:
-                with self._http.stream(
-                    "GET",
-                    f"{EVENTS}/stream",
-                    headers=_stream_headers(last_id),
-                    timeout=self.config.stream_timeout(),
-                ) as response:
+                with self._http.stream(**feed.request()) as response:
                     if not response.is_success:
                         response.read()
                         raise error_from(response)
                     for line in response.iter_lines():
-                        event = parser.feed(line)
-                        if event is not None:
-                            last_id = event.id
-                            failures = 0
+                        if (event := feed.line(line)) is not None:
                             yield event
-            except RETRYABLE as error:
-                if max_reconnects is not None and failures >= max_reconnects:
-                    raise _unavailable(error, failures + 1) from error
-            time.sleep(self.config.delay(min(failures, 5)))
-            failures += 1
+            except httpx.TransportError as error:
+                failure = error
+            time.sleep(feed.pause(failure))
 
-    # stats and leaderboard
 
-    def stats(self) -> list[AchievementStats]:
-        """Per achievement: unlocked and in-progress counts and the unlock rate (rarity)."""
-        return self._send(_Calls.stats())
+class AsyncDetailed(_Routes):
+    """`AchievementsClient.detailed`: the same methods, answering `Answer`s."""
 
-    def leaderboard(self, limit: int = 10, offset: int = 0) -> list[LeaderboardEntry]:
-        return self._send(_Calls.leaderboard(limit, offset))
+    def __init__(self, client: AchievementsClient) -> None:
+        self.client = client
 
-    def leaderboard_entry(self, user_id: int) -> LeaderboardEntry:
-        """One user's rank (UserNotFound when it has no unlock)."""
-        return self._send(_Calls.leaderboard_entry(user_id))
+    @staticmethod
+    def _method(build: Callable[..., _Call[Any]]) -> Callable[..., Any]:
+        async def method(self: AsyncDetailed, *args: Any, **kwargs: Any) -> Any:
+            return await self.client._send(build(self, *args, **kwargs))
 
-    # operations
+        return method
 
-    def health(self) -> Health:
-        return self._send(_Calls.health())
 
-    def metrics(self) -> str:
-        """The Prometheus text."""
-        return self._send(_Calls.metrics())
+class SyncDetailed(_Routes):
+    """`SyncAchievementsClient.detailed`: the same methods, answering `Answer`s."""
 
-    def openapi(self) -> dict[str, Any]:
-        """The OpenAPI 3.1 document."""
-        return self._send(_Calls.openapi())
+    def __init__(self, client: SyncAchievementsClient) -> None:
+        self.client = client
+
+    @staticmethod
+    def _method(build: Callable[..., _Call[Any]]) -> Callable[..., Any]:
+        def method(self: SyncDetailed, *args: Any, **kwargs: Any) -> Any:
+            return self.client._send(build(self, *args, **kwargs))
+
+        return method

@@ -6,6 +6,7 @@ writer's thread inside the transaction. The single endpoints and batch items sha
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +16,14 @@ import msgspec
 from sidecar import store
 from sidecar.errors import ApiError, validation_error
 from sidecar.models import (
+    MAX_ID,
     AchievementRef,
     Apply,
     ApplyItem,
     Batch,
+    BatchAnswer,
     BatchItem,
-    BatchResults,
+    BatchResult,
     DeleteItem,
     Unlock,
     UnlockItem,
@@ -76,28 +79,44 @@ class DeleteCommand:
 Command = UpsertCommand | UnlockCommand | ApplyCommand | DeleteCommand
 
 
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def id_of(value: int | str, field: str) -> int:
+    """A body id as an int: a JSON integer (its range checked by the decoder), or the canonical
+    decimal string of one (Revision 2): ASCII digits, no sign, no leading zero, 1 .. 2^63-1."""
+    if isinstance(value, int):
+        return value
+    if not _CANONICAL_ID.fullmatch(value) or int(value) > MAX_ID:
+        raise validation_error(
+            field, f"must be an integer from 1 to {MAX_ID}, or its canonical decimal string"
+        )
+    return int(value)
+
+
 def achievement_of(body: AchievementRef) -> store.AchievementRef:
     """Exactly one of achievementId and achievementKey."""
     if (body.achievement_id is None) == (body.achievement_key is None):
         raise validation_error("achievementId", "give exactly one of achievementId, achievementKey")
     if body.achievement_id is not None:
-        return body.achievement_id
+        return id_of(body.achievement_id, "achievementId")
     assert body.achievement_key is not None
     return body.achievement_key
 
 
 def command_of(body: Upsert | Unlock | Apply | DeleteItem) -> Command:
+    user = id_of(body.user_id, "userId")
     achievement = achievement_of(body)
     match body:
         case Upsert():
-            return UpsertCommand(body.user_id, achievement, metadata_text(body.metadata))
+            return UpsertCommand(user, achievement, metadata_text(body.metadata))
         case Apply():
             ops = parse_ops(body.ops)
-            return ApplyCommand(body.user_id, achievement, ops, parse_conditions(body.unlock_when))
+            return ApplyCommand(user, achievement, ops, parse_conditions(body.unlock_when))
         case Unlock():
-            return UnlockCommand(body.user_id, achievement)
+            return UnlockCommand(user, achievement)
         case DeleteItem():
-            return DeleteCommand(body.user_id, achievement)
+            return DeleteCommand(user, achievement)
 
 
 def execute(connection: sqlite3.Connection, command: Command) -> msgspec.Struct:
@@ -119,7 +138,6 @@ def execute(connection: sqlite3.Connection, command: Command) -> msgspec.Struct:
 # --- batches -----------------------------------------------------------------------------
 
 _item_decoder = msgspec.json.Decoder(UpsertItem | UnlockItem | ApplyItem | DeleteItem, strict=True)
-_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +164,16 @@ def batch_of(batch: Batch) -> BatchCommand:
     return BatchCommand(commands, None)
 
 
-def execute_batch(connection: sqlite3.Connection, batch: BatchCommand) -> BatchResults:
+def execute_batch(connection: sqlite3.Connection, batch: BatchCommand) -> BatchAnswer:
     """All items in order, in the caller's transaction: the first failure undoes everything."""
     results = []
     for index, command in enumerate(batch.commands):
         try:
-            results.append(msgspec.Raw(_encode(execute(connection, command))))
+            # A UserAchievement, or a UserAchievementChange (the same fields and newlyUnlocked).
+            row = execute(connection, command)
         except ApiError as error:
             raise _with_index(error, index) from None
+        results.append(BatchResult(*msgspec.structs.astuple(row)))
     if batch.invalid is not None:
         raise batch.invalid
-    return BatchResults(results)
+    return BatchAnswer(results)

@@ -11,6 +11,7 @@ thread runs every write, one after the other, so none is needed and these cost n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -28,6 +29,18 @@ class Dialect:
 
     def lock_existing_user(self, connection: Any, user_id: int) -> None:
         """Before a write to a user's rows that creates nothing (a deletion of progress)."""
+
+    def watch_appended_events(self, connection: Any, appended: Callable[[], None]) -> None:
+        """Call `appended()` on the connection's thread for each event it inserts.
+
+        A TEMP trigger lives in this connection only and is not part of the file's schema. It
+        tells the feed that a commit holds new events without a query after every commit.
+        """
+        connection.create_function("sidecar_event_appended", 0, appended)
+        connection.execute(
+            "CREATE TEMP TRIGGER IF NOT EXISTS sidecar_event_appended AFTER INSERT ON main.events "
+            "BEGIN SELECT sidecar_event_appended(); END"
+        )
 
     def claim(self, connection: Any, name: str) -> None:
         """Hold `name` (an idempotency key, a definition's key) until the commit: a concurrent

@@ -33,6 +33,9 @@ TITLES: dict[str, str] = {
     "NOT_A_NUMBER": "Stored value is not a number",
     "INVALID_PATH": "Invalid metadata path",
     "IDEMPOTENCY_KEY_REUSED": "Idempotency key reused for a different request",
+    "TOO_MANY_STREAMS": "Too many open event streams",
+    "TOO_MANY_CONNECTIONS": "Too many open connections",
+    "NUMBER_OUT_OF_RANGE": "Number out of range",
     "STORAGE_FULL": "Storage is full",
     "STORAGE_ERROR": "Storage failed",
     "DATABASE_BUSY": "Database is locked by another process",
@@ -74,8 +77,13 @@ class ApiError(Exception):
         return self.problem.status
 
 
+def field_error(code: str, field: str, message: str) -> ApiError:
+    """A 422 that names the offending field: VALIDATION_FAILED, NUMBER_OUT_OF_RANGE."""
+    return ApiError(422, code, f"{field}: {message}", [FieldError(field, message)])
+
+
 def validation_error(field: str, message: str) -> ApiError:
-    return ApiError(422, "VALIDATION_FAILED", f"{field}: {message}", [FieldError(field, message)])
+    return field_error("VALIDATION_FAILED", field, message)
 
 
 def not_found(code: str, detail: str) -> ApiError:

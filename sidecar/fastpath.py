@@ -13,7 +13,8 @@ which owns every validation answer, so validation lives in one place; a write's 
 to it. A write that reached the writer is never run again: its failure (a 404, a locked
 database) is answered here with the problem Litestar's exception handler would send
 (`errors.problem_of`). The answers are the very bytes the Litestar handlers send
-(`tests/test_fastpath.py` compares both ways). List answers are kept until the database changes
+(`tests/test_fastpath.py` compares both ways), in the id form the request asks for (`Prefer:
+ids=string`, sidecar/idforms.py). List answers are kept until the database changes
 (`sidecar/answercache.py`).
 """
 
@@ -24,20 +25,19 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 
-import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, Send
 
-from sidecar import commands, store
+from sidecar import commands, idforms, store
 from sidecar.answercache import AnswerCache
 from sidecar.db import Readers
 from sidecar.errors import PROBLEM_JSON, problem_body, problem_of
 from sidecar.models import MAX_ID
 from sidecar.routes.common import JSON
-from sidecar.routes.progress import BASE, COMMAND_BODIES, job_of
+from sidecar.routes.progress import BASE, COMMAND_ANSWERS, COMMAND_BODIES, job_of
 from sidecar.routes.stats import LEADERBOARD, LIMIT, OFFSET, RANK_TEMPLATE
 from sidecar.service import Service
-from sidecar.validation import decode
+from sidecar.validation import ascii_digits, decode
 from sidecar.writes import write_without_key
 
 # A canonical integer: no sign, no leading zero, at most 19 digits (the range is checked after).
@@ -50,8 +50,12 @@ _LIST_PARAMETERS = {frozenset((b"userId",)), frozenset((b"userId", b"unlockedOnl
 _LEADERBOARD_PARAMETERS = {
     frozenset(names) for names in ((), (b"limit",), (b"offset",), (b"limit", b"offset"))
 }
-_encode = msgspec.json.Encoder().encode
 _JSON_TYPE = (b"content-type", JSON.encode())
+# Every answer given here holds ids: its headers in each id form, as the handlers send them.
+_ID_HEADERS = {
+    strings: [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    for strings, headers in ((False, idforms.headers(False)), (True, idforms.headers(True)))
+}
 
 
 def _query(raw: bytes, accepted: set[frozenset[bytes]]) -> dict[bytes, bytes] | None:
@@ -78,17 +82,22 @@ def _bounded(found: dict[bytes, bytes], name: bytes, bounds: tuple[int, int, int
     return default if text is None else _integer(text, low, high)
 
 
-def _get(readers: Readers, query: bytes) -> bytes | None:
+def _prefers_string_ids(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    values = [value.decode("latin-1") for name, value in headers if name.lower() == b"prefer"]
+    return bool(values) and idforms.prefers_string_ids(values)
+
+
+def _get(readers: Readers, query: bytes, strings: bool) -> bytes | None:
     found = _query(query, _GET_PARAMETERS)
     if found is None:
         return None
     user, achievement = _id(found[b"userId"]), _id(found[b"achievementId"])
     if user is None or achievement is None:
         return None
-    return _encode(store.get_progress(readers, user, achievement))
+    return idforms.encode(store.get_progress(readers, user, achievement), strings)
 
 
-def _list(readers: Readers, query: bytes, kept: AnswerCache) -> bytes | None:
+def _list(readers: Readers, query: bytes, strings: bool, kept: AnswerCache) -> bytes | None:
     found = _query(query, _LIST_PARAMETERS)
     if found is None:
         return None
@@ -98,30 +107,37 @@ def _list(readers: Readers, query: bytes, kept: AnswerCache) -> bytes | None:
         return None
     return kept.answer(
         readers.data_version(),
-        (user, unlocked_only),
-        lambda: _encode(store.list_progress(readers, user, unlocked_only)),
+        (user, unlocked_only, strings),
+        lambda: idforms.encode(store.list_progress(readers, user, unlocked_only), strings),
     )
 
 
-def _leaderboard(readers: Readers, query: bytes) -> bytes | None:
+def _leaderboard(readers: Readers, query: bytes, strings: bool) -> bytes | None:
     found = _query(query, _LEADERBOARD_PARAMETERS)
     if found is None:
         return None
     limit, offset = _bounded(found, b"limit", LIMIT), _bounded(found, b"offset", OFFSET)
     if limit is None or offset is None:
         return None
-    return _encode(store.leaderboard(readers, limit, offset))
+    return idforms.encode(store.leaderboard(readers, limit, offset), strings)
 
 
-def _rank(readers: Readers, user_text: str) -> bytes | None:
+def _rank(readers: Readers, user_text: str, strings: bool) -> bytes | None:
     user = _id(user_text.encode())
-    return None if user is None else _encode(store.leaderboard_entry(readers, user))
+    if user is None:
+        return None
+    return idforms.encode(store.leaderboard_entry(readers, user), strings)
 
 
 Headers = list[tuple[bytes, bytes]]
 # An answer: status, body, and the headers beside Content-Length.
 Answer = tuple[int, bytes, Headers]
 _PROBLEM_TYPE = (b"content-type", PROBLEM_JSON.encode())
+
+
+def _json_headers(strings: bool) -> Headers:
+    """The headers of a JSON answer here (each holds ids), as the handlers send them."""
+    return [*_ID_HEADERS[strings], _JSON_TYPE]
 
 
 async def _send(send: Send, status: int, body: bytes, headers: Headers) -> None:
@@ -154,9 +170,10 @@ def _plain_body_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> in
             length = value if length is None else b""
         elif name in _LITESTAR_HEADERS:
             return None
-    if content_type != JSON.encode() or length is None or not length.isdigit():
+    size = None if length is None else ascii_digits(length.decode("latin-1"))
+    if content_type != JSON.encode() or size is None:
         return None
-    return int(length) if int(length) <= limit else None
+    return size if size <= limit else None
 
 
 def _replaying(messages: list[ReceiveMessage], receive: Receive) -> Receive:
@@ -176,7 +193,7 @@ class FastPath:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
-        self._routes: dict[str, Callable[[Readers, bytes], bytes | None]] = {
+        self._routes: dict[str, Callable[[Readers, bytes, bool], bytes | None]] = {
             BASE: _get,
             LIST: partial(_list, kept=AnswerCache()),
             LEADERBOARD: _leaderboard,
@@ -185,33 +202,36 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             template = scope["path"]
+            strings = _prefers_string_ids(scope["headers"])
             answer: Answer | None
             if scope["method"] == "GET":
-                body, template = self._read(scope)
-                answer = None if body is None else (200, body, [_JSON_TYPE])
+                body, template = self._read(scope, strings)
+                answer = None if body is None else (200, body, _json_headers(strings))
             else:
-                answer, receive = await self._write(scope, receive)
+                answer, receive = await self._write(scope, receive, strings)
             if answer is not None:
                 scope["path_template"] = template  # the metrics' route label, as Litestar's
                 await _send(send, *answer)
                 return
         await self.app(scope, receive, send)
 
-    def _read(self, scope: HTTPScope) -> tuple[bytes | None, str]:
+    def _read(self, scope: HTTPScope, strings: bool) -> tuple[bytes | None, str]:
         """The answer to a plain read (None for any other request) and its route's template."""
         path, query = scope["path"], scope["query_string"]
         try:
             route = self._routes.get(path)
             if route is not None:
-                return route(self.service.readers, query), path
+                return route(self.service.readers, query, strings), path
             parent, _, user = path.rpartition("/")
             if parent == LEADERBOARD and not query:
-                return _rank(self.service.readers, user), RANK_TEMPLATE
+                return _rank(self.service.readers, user, strings), RANK_TEMPLATE
         except Exception:
             pass  # the Litestar handler answers it, with its error if it fails too (404 and all)
         return None, path
 
-    async def _write(self, scope: HTTPScope, receive: Receive) -> tuple[Answer | None, Receive]:
+    async def _write(
+        self, scope: HTTPScope, receive: Receive, strings: bool
+    ) -> tuple[Answer | None, Receive]:
         """The answer to a plain write, or None and a `receive` that replays what was read."""
         decoder = COMMAND_BODIES.get((scope["method"], scope["path"]))
         if decoder is None:
@@ -219,6 +239,7 @@ class FastPath:
         length = _plain_body_length(scope["headers"], self.max_body_bytes)
         if length is None:
             return None, receive
+        scope["path_template"] = scope["path"]  # the metrics' label, also if the client hangs up
         messages = await _body_messages(receive)
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
         try:
@@ -231,7 +252,9 @@ class FastPath:
             status, answer = await write_without_key(self.service.writer, job)
         except Exception as error:  # the write ran (or was refused): never run it twice
             return _error_answer(error), receive
-        return (status, answer, [_JSON_TYPE]), receive
+        if strings:
+            answer = idforms.restring(COMMAND_ANSWERS[(scope["method"], scope["path"])], answer)
+        return (status, answer, _json_headers(strings)), receive
 
 
 async def _body_messages(receive: Receive) -> list[ReceiveMessage]:

@@ -1,30 +1,160 @@
-"""Wakes unlock-feed readers (SSE streams) after each commit, and tells them when to close."""
+"""The live unlock feed: one shared reader hands new events to every open SSE stream.
+
+The writer's connection tells the feed when an event is inserted (a TEMP trigger, see
+`store.watch_appended_events`); after a commit that holds one, one task reads the new events once
+and offers them to every stream's bounded queue. A commit without events wakes nobody and costs
+no query, however many streams are open. A stream that falls more than `STREAM_BACKLOG` events
+behind is ended; its client resumes with `Last-Event-ID`, from the file.
+
+Order: the trigger's note is handed to the event loop (call_soon_threadsafe) from inside the
+writer's transaction, and the commit's callback after the commit, from the same thread: the loop
+runs them in that order, so a commit's callback sees the notes of its own events and of no later
+commit's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections import deque
+from functools import partial
+
+from sidecar import db, store
+from sidecar.models import Event
+
+log = logging.getLogger("sidecar")
+
+# Events per read, for the shared reader and for a stream catching up from the file.
+PAGE = 500
+# Events waiting for one stream, at most; past it the stream is ended and its client resumes.
+# The batches are shared by all streams, so this bounds memory for all of them together.
+STREAM_BACKLOG = 10_000
+# After a failed read, the shared reader tries again this much later.
+RETRY_SECONDS = 1.0
+
+
+class TooManyStreams(Exception):
+    """Every stream slot is taken."""
+
+
+class Subscription:
+    """One stream's queue of event batches (the batches are shared by all streams)."""
+
+    def __init__(self, feed: Feed) -> None:
+        self._feed = feed
+        self._batches: deque[list[Event]] = deque()
+        self._waiting = 0
+        self._ready = asyncio.Event()
+        self.behind = False
+
+    def offer(self, batch: list[Event]) -> None:
+        if self.behind:
+            return
+        if self._waiting + len(batch) > STREAM_BACKLOG:
+            self.behind = True  # what is queued is still sent, then the stream ends
+        else:
+            self._batches.append(batch)
+            self._waiting += len(batch)
+        self._ready.set()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    async def next(self, timeout: float) -> list[Event] | None:
+        """The next batch; [] when nothing came within `timeout`; None when the stream must end."""
+        if not self._batches:
+            if self.behind or self._feed.closing.is_set():
+                return None
+            self._ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            if not self._batches:
+                return None if self.behind or self._feed.closing.is_set() else []
+        batch = self._batches.popleft()
+        self._waiting -= len(batch)
+        return batch
 
 
 class Feed:
     def __init__(self) -> None:
-        self._changed = asyncio.Event()
         self.closing = asyncio.Event()
+        self.max_streams = 0
+        self._streams: set[Subscription] = set()
+        self._appended = False  # an event was inserted since the last commit's callback
+        self._wanted = asyncio.Event()  # committed events wait for the shared reader
+        self._cursor = 0  # the last event id handed to the streams
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: asyncio.Task[None] | None = None
 
-    def poke(self) -> None:
-        """Something was committed: wake every current waiter (each then reads after its cursor)."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+    async def start(self, writer: db.Writer, readers: db.Readers, max_streams: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.max_streams = max_streams
+        self._cursor = store.last_event_id(readers)
+        await writer.run(partial(store.watch_appended_events, appended=self._note_from_writer))
+        writer.on_commit(self._committed)
+        self._reader = asyncio.create_task(self._fan_out(readers))
+
+    def subscribe(self) -> Subscription:
+        if len(self._streams) >= self.max_streams:
+            raise TooManyStreams
+        subscription = Subscription(self)
+        self._streams.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._streams.discard(subscription)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
 
     def close(self) -> None:
         """The service is stopping: streams end so that a graceful shutdown can finish."""
         self.closing.set()
-        self.poke()
+        for subscription in self._streams:
+            subscription.wake()
 
-    def signal(self) -> asyncio.Event:
-        """Take this before reading; waiting on it then cannot miss a commit made after the read."""
-        return self._changed
+    async def stop(self) -> None:
+        self.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
 
-    async def wait(self, signal: asyncio.Event, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(signal.wait(), timeout)
+    def _note_from_writer(self) -> None:
+        """On the writer's thread, inside its transaction: an event was inserted."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._noted)
+
+    def _noted(self) -> None:
+        self._appended = True
+
+    def _committed(self) -> None:
+        # A group that failed also lands here: its notes cost one read that finds nothing.
+        if self._appended:
+            self._appended = False
+            self._wanted.set()
+
+    async def _fan_out(self, readers: db.Readers) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            try:
+                await self._read_new(readers)
+            except Exception as error:  # e.g. the file is busy: try again, the streams wait
+                log.warning("reading new events for the streams failed: %s", error)
+                self._wanted.set()
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _read_new(self, readers: db.Readers) -> None:
+        while True:
+            batch = await store.events_after(readers, self._cursor, PAGE)
+            if not batch:
+                return
+            self._cursor = batch[-1].id
+            for subscription in self._streams:
+                subscription.offer(batch)
+            if len(batch) < PAGE:
+                return
+            await asyncio.sleep(0)  # let the streams take this page before the next is read

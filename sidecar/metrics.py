@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from sidecar.clientlog import client_log
 
 # Sub-millisecond buckets: most answers take well under a millisecond of server time.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -87,8 +89,18 @@ def _size(path: str) -> int:
         return 0
 
 
+class ClientDisconnected(BaseException):
+    """The client hung up before its request was complete.
+
+    Raised from `receive` in place of the disconnect message, and a BaseException (as
+    CancelledError is) so that no handler on the way turns it into an answer: there is no one left
+    to answer, and it is the client's abort, not a server error (no 500, no traceback).
+    """
+
+
 class Instrument:
-    """ASGI wrapper counting every answer (unknown paths as route "unmatched")."""
+    """ASGI wrapper counting every answer (unknown paths as route "unmatched"); a request whose
+    client went away first is counted as 499 (nginx's "client closed request")."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -101,6 +113,7 @@ class Instrument:
         method = scope["method"]
         started = time.perf_counter()
         answered = False
+        complete = False
 
         async def observe(message: Message) -> None:
             nonlocal answered
@@ -111,8 +124,27 @@ class Instrument:
                 self.metrics.observe(method, route, message["status"], elapsed)
             await send(message)
 
+        async def whole_request() -> ReceiveMessage:
+            nonlocal complete
+            message = await receive()
+            if message["type"] == "http.request":
+                complete = not message.get("more_body", False)
+            elif not complete:  # a disconnect after the request is a stream's end, not an abort
+                raise ClientDisconnected
+            return message
+
         try:
-            await self.app(scope, receive, observe)
+            await self.app(scope, whole_request, observe)
+        except ClientDisconnected:
+            client = scope.get("client") or ("?", 0)
+            client_log.note(
+                "cut requests",
+                "request from %s:%s ended before its body was complete (%s %s): "
+                "the client hung up, or it timed out",
+                *client,
+                method,
+                scope["path"],
+            )
         finally:
             if not answered:  # the client went away first: nginx's 499, "client closed request"
                 route = scope.get("path_template") or "unmatched"

@@ -14,9 +14,16 @@ from msgspec import UNSET, Meta, Raw, UnsetType
 
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
+# In a body an id may also be its canonical decimal string (Revision 2: a JavaScript number
+# cannot hold a snowflake). The pattern also lets through 19 digits above MAX_ID, and msgspec
+# matches with re.search (a trailing newline passes `$`): commands.id_of checks it in full.
+ID_TEXT_PATTERN = "^[1-9][0-9]{0,18}$"
+BodyId = Id | Annotated[str, Meta(pattern=ID_TEXT_PATTERN)]
 Name = Annotated[str, Meta(min_length=1, max_length=255)]
 Description = Annotated[str, Meta(max_length=10_000)]
-KEY_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,63}$"
+# msgspec checks a pattern with re.search, where `$` also matches before a final "\n" ("abc\n"
+# passed); `(?!\n)` refuses that, and the pattern means the same in JSON Schema (ECMA-262).
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$(?!\n)"
 Key = Annotated[str, Meta(pattern=KEY_PATTERN)]
 
 # A Raw of no bytes marks a JSON value that was left out (Raw cannot be combined with UNSET).
@@ -99,7 +106,20 @@ class Health(Wire):
     version: str
 
 
+class BatchResult(UserAchievement):
+    """One batch item's answer: what its single endpoint answers (`newlyUnlocked` for unlock and
+    apply items only)."""
+
+    newly_unlocked: bool | UnsetType = UNSET
+
+
+class BatchAnswer(Wire):
+    results: list[BatchResult]
+
+
 class BatchResults(Wire):
+    """The client's view of a BatchAnswer: each result decoded by its item's type."""
+
     results: list[Raw]
 
 
@@ -135,8 +155,8 @@ class ReplaceDefinition(Body):
 class AchievementRef(Body):
     """`achievementId` or `achievementKey`: exactly one of them (checked after decoding)."""
 
-    user_id: Id
-    achievement_id: Id | None = None
+    user_id: BodyId
+    achievement_id: BodyId | None = None
     achievement_key: Key | None = None
 
 
@@ -148,7 +168,7 @@ class Unlock(AchievementRef):
     pass
 
 
-class Op(Body):
+class ProgressOp(Body):
     op: Literal["inc", "max", "min", "set", "remove"]
     path: str
     value: Raw = OPTIONAL_JSON
@@ -164,7 +184,7 @@ class Condition(Body):
 
 
 class Apply(AchievementRef, kw_only=True):
-    ops: Annotated[list[Op], Meta(max_length=100)]
+    ops: Annotated[list[ProgressOp], Meta(max_length=100)]
     unlock_when: list[Condition] | None = None
 
 
@@ -191,14 +211,7 @@ class DeleteItem(AchievementRef, tag="delete", tag_field="type"):
 BatchItem = UpsertItem | UnlockItem | ApplyItem | DeleteItem
 
 
-class DefinitionFileEntry(Body):
-    """One achievement of a definitions file (`definitions import`)."""
+class BatchOperations(Body):
+    """A Batch as the OpenAPI document describes it: each item one of the four, by `type`."""
 
-    key: Key
-    name: Name
-    description: Description | None = None
-    metadata: dict[str, object] | None = None
-
-
-class DefinitionFile(Body):
-    achievements: list[DefinitionFileEntry]
+    operations: Annotated[list[BatchItem], Meta(min_length=1, max_length=1000)]

@@ -1,7 +1,10 @@
 """The progress ops language, pure: ops on a metadata object and the `unlockWhen` conditions.
 
-Numbers are Python ints (exact at any size) or Decimals (exact: 0.1 + 0.2 is 0.3); booleans
-are never numbers. Errors are ApiErrors naming the offending op (`ops.2.path`).
+Numbers are Python ints or Decimals; booleans are never numbers. `inc` adds in decimal128
+(34 significant digits, half-even: 0.1 + 0.2 is 0.3), `max`/`min` and the conditions compare
+exactly. Every number an op or condition meets must be in the accepted range (API.md, Revision 2),
+which also bounds the work: no sum needs more than 34 digits. Errors are ApiErrors naming the
+offending op (`ops.2.path`).
 """
 
 from __future__ import annotations
@@ -12,12 +15,25 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sidecar.errors import ApiError, validation_error
-from sidecar.models import ABSENT, Condition, Op
-from sidecar.validation import FLOAT_MAX, parse_value
+from sidecar.errors import ApiError, field_error, validation_error
+from sidecar.models import ABSENT, Condition, ProgressOp
+from sidecar.validation import MAX_DEPTH, in_range, parse_value
 
 NUMERIC_OPS = frozenset({"inc", "max", "min"})
 COMPARATORS = ("gte", "gt", "lte", "lt", "eq")
+OUT_OF_RANGE = "NUMBER_OUT_OF_RANGE"
+
+# IEEE 754 decimal128. Emax and Emin trap a sum beyond the accepted range (above 9.99e308, or
+# nonzero below 1e-400); in_range() then takes what lies between the largest double and 1e309.
+DECIMAL128 = decimal.Context(
+    prec=34,
+    rounding=decimal.ROUND_HALF_EVEN,
+    Emax=308,
+    Emin=-400,
+    traps=[decimal.Overflow, decimal.Subnormal, decimal.InvalidOperation],
+)
+# Integer sums below 10**34 fit in 34 digits: exact as Python ints, without a decimal.
+_EXACT_INT = 10**34
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +56,16 @@ def is_number(value: Any) -> bool:
 
 
 def split_path(path: str, field: str) -> tuple[str, ...]:
+    # No deeper than metadata may be: a path 1,000 objects deep was a RecursionError on the way out.
+    if path.count(".") >= MAX_DEPTH:
+        raise ApiError(422, "INVALID_PATH", f"{field}: more than {MAX_DEPTH} segments")
     keys = tuple(path.split("."))
     if not path or "" in keys:
         raise ApiError(422, "INVALID_PATH", f"{field}: {path!r} has an empty segment", None)
     return keys
 
 
-def parse_ops(ops: Sequence[Op], prefix: str = "") -> list[ParsedOp]:
+def parse_ops(ops: Sequence[ProgressOp], prefix: str = "") -> list[ParsedOp]:
     parsed = []
     for index, op in enumerate(ops):
         field = f"{prefix}ops.{index}"
@@ -55,7 +74,7 @@ def parse_ops(ops: Sequence[Op], prefix: str = "") -> list[ParsedOp]:
         if op.op != "remove":
             if op.value is ABSENT or len(op.value) == 0:
                 raise validation_error(f"{field}.value", "is required")
-            value = parse_value(bytes(op.value), f"{field}.value")
+            value = parse_value(bytes(op.value), f"{field}.value", OUT_OF_RANGE)
             if op.op in NUMERIC_OPS and not is_number(value):
                 raise validation_error(f"{field}.value", f"{op.op} needs a number")
         parsed.append(ParsedOp(op.op, keys, value, field))
@@ -72,7 +91,8 @@ def parse_conditions(
         if len(given) != 1:
             raise validation_error(field, "needs exactly one of gte, gt, lte, lt, eq")
         comparator = given[0]
-        value = parse_value(bytes(getattr(condition, comparator)), f"{field}.{comparator}")
+        raw = bytes(getattr(condition, comparator))
+        value = parse_value(raw, f"{field}.{comparator}", OUT_OF_RANGE)
         if comparator != "eq" and not is_number(value):
             raise validation_error(f"{field}.{comparator}", "needs a number")
         parsed.append(
@@ -97,24 +117,26 @@ def _parent(metadata: dict[str, Any], op: ParsedOp, create: bool) -> dict[str, A
     return current
 
 
-def _finite(value: Any, op: ParsedOp) -> Any:
-    if isinstance(value, Decimal) and abs(value) > FLOAT_MAX:
-        raise validation_error(f"{op.field}.value", "the result is out of range")
-    return value
-
-
-# Sums as exact as the numbers given: a finite sum of finite decimals needs only finite digits,
-# so an unbounded precision never rounds (inputs are bounded by the range of a double).
-EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+def _sum(stored: Any, value: Any, op: ParsedOp) -> Any:
+    """stored + value in decimal128 (stored None: a missing field, which counts as 0); an int
+    when both are ints."""
+    ints = isinstance(value, int) and isinstance(stored, int | None)
+    if ints:
+        total = value + (stored or 0)
+        if -_EXACT_INT < total < _EXACT_INT:
+            return total
+    try:
+        # plus() rounds to 34 digits and keeps the value's exponent: 1E+2 stays 1E+2.
+        result = DECIMAL128.plus(value) if stored is None else DECIMAL128.add(stored, value)
+        if in_range(result):
+            return int(result) if ints else result
+    except decimal.DecimalException:  # trapped: beyond the range
+        pass
+    raise field_error(OUT_OF_RANGE, op.field, "the result is out of range")
 
 
 def apply_ops(metadata: dict[str, Any], ops: Sequence[ParsedOp]) -> None:
     """Apply the ops in order, in place. Raises on the first failing op (the caller discards)."""
-    with decimal.localcontext(EXACT):
-        _apply_each(metadata, ops)
-
-
-def _apply_each(metadata: dict[str, Any], ops: Sequence[ParsedOp]) -> None:
     for op in ops:
         parent = _parent(metadata, op, create=op.op != "remove")
         key = op.keys[-1]
@@ -130,16 +152,19 @@ def _apply_each(metadata: dict[str, Any], ops: Sequence[ParsedOp]) -> None:
 
 def _numeric(parent: dict[str, Any], key: str, op: ParsedOp) -> Any:
     if key not in parent:
-        return op.value if op.op != "inc" else _finite(op.value, op)
+        return op.value if op.op != "inc" else _sum(None, op.value, op)
     stored = parent[key]
+    where = ".".join(op.keys)
     if not is_number(stored):
         raise ApiError(
-            422,
-            "NOT_A_NUMBER",
-            f"{op.field}: the stored value at {'.'.join(op.keys)} is not a number",
+            422, "NOT_A_NUMBER", f"{op.field}: the stored value at {where} is not a number"
+        )
+    if not in_range(stored):  # stored before the bound: `set` replaces it
+        raise field_error(
+            OUT_OF_RANGE, f"{op.field}.path", f"the stored value at {where} is out of range"
         )
     if op.op == "inc":
-        return _finite(stored + op.value, op)
+        return _sum(stored, op.value, op)
     if op.op == "max":
         return op.value if op.value > stored else stored
     return op.value if op.value < stored else stored

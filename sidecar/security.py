@@ -21,6 +21,7 @@ from litestar.types import (
 
 from sidecar.errors import PROBLEM_JSON, TITLES, Problem, problem_body
 from sidecar.settings import Settings
+from sidecar.validation import ascii_digits
 
 log = logging.getLogger("sidecar")
 
@@ -42,11 +43,11 @@ def split_host(header: str) -> tuple[str, str | None]:
         if end == -1:
             return header, None
         rest = header[end + 1 :]
-        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        if rest and not (rest.startswith(":") and ascii_digits(rest[1:]) is not None):
             return header, None  # "[::1]evil" is not "[::1]": the whole text is the name
         return header[: end + 1], rest[1:] if rest else None
     name, colon, port = header.rpartition(":")
-    return (name, port) if colon and port.isdigit() else (header, None)
+    return (name, port) if colon and ascii_digits(port) is not None else (header, None)
 
 
 def is_ip_literal(name: str) -> bool:

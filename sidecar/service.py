@@ -50,12 +50,12 @@ class Service:
             db.prepare(database)
             self._writer = db.Writer(database, self.settings.synchronous)
             self._readers = await db.Readers.open(database)
-        self._writer.on_commit(self.feed.poke)
         await self._writer.run(store.seed_clock)
+        await self.feed.start(self._writer, self._readers, self.settings.max_streams)
         self._purger = asyncio.create_task(self._purge_old_keys())
 
     async def stop(self) -> None:
-        self.feed.close()
+        await self.feed.stop()
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -14,6 +14,7 @@ import calendar
 import sqlite3
 import time
 import zlib
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -243,11 +244,12 @@ def _find_progress(connection: sqlite3.Connection, user_id: int, achievement: in
     ).fetchone()
 
 
+# The one statement that appends to the feed (PostgreSQL's connection watches for it).
+APPEND_EVENT = "INSERT INTO events (type, user_id, achievement_id, unlocked_at) VALUES (?, ?, ?, ?)"
+
+
 def _append_event(connection: sqlite3.Connection, row: Any) -> None:
-    connection.execute(
-        "INSERT INTO events (type, user_id, achievement_id, unlocked_at) VALUES (?, ?, ?, ?)",
-        (UNLOCKED_EVENT, row[1], row[2], row[3]),
-    )
+    connection.execute(APPEND_EVENT, (UNLOCKED_EVENT, row[1], row[2], row[3]))
 
 
 def upsert_progress(
@@ -499,6 +501,16 @@ async def events_after(readers: Readers, after: int, limit: int) -> list[Event]:
         (after, limit),
     )
     return [Event(*row) for row in rows]
+
+
+def last_event_id(readers: Readers) -> int:
+    return int(readers.fetch_one("SELECT coalesce(max(id), 0) FROM events")[0])
+
+
+def watch_appended_events(connection: sqlite3.Connection, appended: Callable[[], None]) -> None:
+    """Call `appended()` on the connection's thread for each event this connection inserts
+    (on PostgreSQL also now and then, for the events of other sidecars)."""
+    dialect.of(connection).watch_appended_events(connection, appended)
 
 
 async def achievement_stats(readers: Readers) -> list[AchievementStats]:

@@ -7,6 +7,7 @@ for JSON that breaks the schema.
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from sidecar.errors import ApiError, validation_error
+from sidecar.errors import ApiError, field_error, validation_error
 from sidecar.jsonsyntax import is_json
 from sidecar.models import ABSENT, MAX_ID
 
@@ -24,12 +25,16 @@ T = TypeVar("T")
 MAX_METADATA_BYTES = 64 * 1024
 MAX_DEPTH = 32
 MAX_IDEMPOTENCY_KEY = 255
+# The accepted numbers (API.md, Types): 0, or a magnitude from 1e-400 to the largest double.
 FLOAT_MAX = Decimal("1.7976931348623157e308")
+FLOAT_MIN = Decimal("1e-400")
+_INT_MAX = int(FLOAT_MAX)
+_INT_DIGITS = len(str(_INT_MAX))  # 309: an integer with more digits is out of range
 
 _LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]+)`")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-_DECIMAL_ID = re.compile(r"[0-9]{1,19}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
@@ -54,7 +59,8 @@ def field_of(error: msgspec.ValidationError, prefix: str = "") -> tuple[str, str
 def _is_json(body: bytes) -> bool:
     """Only on the error path: is the whole body JSON (so the failure is the schema's)?"""
     try:
-        json.loads(body, parse_constant=_no_constants)  # NaN and Infinity are not JSON
+        # NaN and Infinity are not JSON; integers stay text (int() refuses 4,300+ digits, JSON not).
+        json.loads(body, parse_constant=_no_constants, parse_int=str)
     except RecursionError:  # nested deeper than the C parser follows: check it without recursion
         return is_json(body)
     except ValueError:
@@ -99,10 +105,37 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _finite_decimal(text: str) -> Decimal:
-    value = Decimal(text)
-    if abs(value) > FLOAT_MAX:
-        raise ValueError(f"number {text} is out of range")
+def in_range(number: int | Decimal) -> bool:
+    """0, or a magnitude from 1e-400 to the largest double. Cheap at any exponent: comparing
+    decimals compares their exponents first (it is adding them that can cost a digit per unit)."""
+    if isinstance(number, int):
+        return -_INT_MAX <= number <= _INT_MAX
+    magnitude = number.copy_abs()  # abs() would round to the context's precision
+    return number.is_zero() or FLOAT_MIN <= magnitude <= FLOAT_MAX
+
+
+class OutOfRange(ValueError):
+    """A number beyond the accepted range, found while parsing a JSON value."""
+
+    def __init__(self, text: str) -> None:
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+        super().__init__(f"number {shown} is out of range (0, or 1e-400 to 1.8e308 in magnitude)")
+
+
+def _bounded_decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)  # exact, and cheap whatever the exponent
+    except decimal.InvalidOperation:  # an exponent beyond what any decimal holds
+        raise OutOfRange(text) from None
+    if not in_range(value):
+        raise OutOfRange(text)
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    # Counted before int(), whose cost grows with the square of the digits.
+    if len(text) - text.startswith("-") > _INT_DIGITS or not in_range(value := int(text)):
+        raise OutOfRange(text)
     return value
 
 
@@ -112,7 +145,8 @@ def _no_constants(text: str) -> Any:
 
 # Built once: json.loads with hooks builds a new decoder on every call (half its cost here).
 _value_decoder = json.JSONDecoder(
-    parse_float=_finite_decimal,
+    parse_float=_bounded_decimal,
+    parse_int=_bounded_int,
     parse_constant=_no_constants,
     object_pairs_hook=_object_without_duplicates,
 )
@@ -121,10 +155,11 @@ _value_decoder = json.JSONDecoder(
 _PLAIN_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,17})")
 
 
-def parse_value(raw: bytes | str, field: str) -> Any:
+def parse_value(raw: bytes | str, field: str, range_code: str = "VALIDATION_FAILED") -> Any:
     """A JSON value as Python: ints exact, other numbers as exact Decimals, objects as dicts.
 
-    Refuses duplicate keys, numbers beyond the range of a double, and nesting deeper than allowed.
+    Refuses duplicate keys, numbers out of range (422 `range_code`), and nesting deeper than
+    allowed.
     """
     if isinstance(raw, bytes) and _PLAIN_INT.fullmatch(raw):
         return int(raw)  # the usual op value (`1`): nothing to check beyond the JSON syntax
@@ -132,6 +167,8 @@ def parse_value(raw: bytes | str, field: str) -> Any:
         value = _value_decoder.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
     except RecursionError:
         raise validation_error(field, f"nested deeper than {MAX_DEPTH} levels") from None
+    except OutOfRange as error:
+        raise field_error(range_code, field, str(error)) from None
     except ValueError as error:
         raise validation_error(field, str(error)) from None
     if depth_of(value) > MAX_DEPTH:
@@ -181,12 +218,19 @@ def check_metadata_size(size: int, field: str = "metadata") -> None:
 # --- path, query and header parameters ---------------------------------------------------
 
 
+def ascii_digits(text: str) -> int | None:
+    """The value of 1 to 19 ASCII digits, for every number in a header or parameter; None for
+    anything else. (str.isdigit() also takes "²", which int() refuses, and any number of digits.)"""
+    return int(text) if _DIGITS.fullmatch(text) else None
+
+
 def parse_id(text: str | None, field: str) -> int:
     if text is None:
         raise validation_error(field, "is required")
-    if not _DECIMAL_ID.fullmatch(text) or not 1 <= int(text) <= MAX_ID:
+    value = ascii_digits(text)
+    if value is None or not 1 <= value <= MAX_ID:
         raise validation_error(field, f"must be a decimal integer from 1 to {MAX_ID}")
-    return int(text)
+    return value
 
 
 def parse_bounded_int(
@@ -195,10 +239,11 @@ def parse_bounded_int(
     text = query.get(field)
     if text is None:
         return default
-    top = "" if high is None else f" to {high}"
-    if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) < low or (high and int(text) > high):
+    value = ascii_digits(text)
+    if value is None or value < low or (high is not None and value > high):
+        top = "" if high is None else f" to {high}"
         raise validation_error(field, f"must be an integer from {low}{top}")
-    return int(text)
+    return value
 
 
 def parse_bool(query: Mapping[str, str], field: str) -> bool:

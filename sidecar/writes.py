@@ -19,7 +19,7 @@ import msgspec
 from litestar import Request
 from litestar.response.base import ASGIResponse
 
-from sidecar import store
+from sidecar import idforms, store
 from sidecar.db import Writer
 from sidecar.errors import ApiError
 from sidecar.settings import Settings
@@ -72,19 +72,29 @@ def _idempotent(job: Job, key: str, request_print: bytes, settings: Settings) ->
     return run
 
 
-def _response(status: int, body: bytes, replayed: bool) -> ASGIResponse:
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return ASGIResponse(body=body, status_code=status, media_type=JSON, headers=headers)
+def _response(
+    request: Request[Any, Any, Any], status: int, body: bytes, replayed: bool
+) -> ASGIResponse:
+    """The answer, encoded (and stored) with integer ids, in the id form this request asks for:
+    a replay comes back in the form of the retry, whatever the first request asked."""
+    kind = request.route_handler.opt["answer"]
+    strings, id_headers = idforms.id_form(request, kind)
+    headers = dict(id_headers or {})
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if strings:
+        body = idforms.restring(kind, body)
+    return ASGIResponse(body=body, status_code=status, media_type=JSON, headers=headers or None)
 
 
 async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> ASGIResponse:
     """Run `job` on the writer and answer with its encoded result (or the stored replay)."""
     key = idempotency_key(request.headers)
     if key is None:
-        return _response(*await write_without_key(writer, job), replayed=False)
+        return _response(request, *await write_without_key(writer, job), replayed=False)
     settings = request.app.state.service.settings
     run = _idempotent(job, key, fingerprint(request, await request.body()), settings)
-    return _response(*await writer.run(run))
+    return _response(request, *await writer.run(run))
 
 
 async def write_without_key(writer: Writer, job: Job) -> tuple[int, bytes]:

@@ -723,7 +723,7 @@ ERROR_CASES: list[tuple[str, Any, dict[str, Any], int, str, list[str] | None]] =
     (
         "userId string",
         {},
-        {"userId": str(USER), "ops": []},
+        {"userId": f"0{USER}", "ops": []},
         422,
         "VALIDATION_FAILED",
         ["userId"],

@@ -232,7 +232,7 @@ FAILURES: list[tuple[str, dict[str, Any], int, str, list[str]]] = [
     ),
     (
         "string userId",
-        {"type": "upsert", "userId": "1", "achievementId": 1},
+        {"type": "upsert", "userId": "01", "achievementId": 1},
         422,
         "VALIDATION_FAILED",
         ["userId"],

@@ -22,6 +22,7 @@ from examples.discord_bot.cog import (
     BadgeLine,
     CursorFile,
     discord_time,
+    feed_end,
     field_value,
     progress_bar,
 )
@@ -170,6 +171,40 @@ async def test_each_unlock_is_announced_once(
         (BOB, "Regular"),
     ]
     assert "**Chatter\\_box**" in channel.posted[3].text  # markdown in names escaped
+
+
+async def test_first_start_begins_at_the_feed_end_and_restarts_keep_the_cursor(
+    sidecar: AchievementsClient, tmp_path: Path
+) -> None:
+    # Unlocks from before the bot's first start: not announced as a burst into the channel.
+    old = await sidecar.create_definition("Old")
+    for user in range(1, 6):
+        await sidecar.unlock(user, old.id)
+    cursor = tmp_path / "cursor.json"
+    channel = Channel()
+    first = AchievementLogic(sidecar, cursor, BADGES)
+    await first.setup()
+    assert CursorFile(cursor).load() == 5
+    assert await first.announce_new_unlocks(channel.send) == []
+
+    await first.handle_message(message(1, ANN))
+    assert [(a.event_id, a.user_id) for a in await first.announce_new_unlocks(channel.send)] == [
+        (6, ANN)
+    ]
+    # A restart (setup again, same file) carries on from the cursor: nothing again, nothing lost.
+    await first.handle_message(message(2, BOB))
+    restarted = AchievementLogic(sidecar, cursor, BADGES)
+    await restarted.setup()
+    assert [a.event_id for a in await restarted.announce_new_unlocks(channel.send)] == [7]
+    assert [a.event_id for a in channel.posted] == [6, 7]
+
+
+async def test_feed_end_finds_the_newest_event(sidecar: AchievementsClient) -> None:
+    badge = await sidecar.create_definition("Counted")
+    assert await feed_end(sidecar) == 0
+    for user in range(1, 18):
+        await sidecar.unlock(user, badge.id)
+        assert await feed_end(sidecar) == user
 
 
 async def test_unlocks_are_announced_live_from_the_stream(

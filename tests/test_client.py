@@ -22,6 +22,8 @@ from sidecar.client import (
     ERRORS,
     AchievementNotFound,
     AchievementsClient,
+    Answer,
+    AsyncDetailed,
     Batch,
     IdempotencyKeyReused,
     InvalidPath,
@@ -32,6 +34,7 @@ from sidecar.client import (
     SidecarError,
     SidecarUnavailable,
     SyncAchievementsClient,
+    SyncDetailed,
     Unauthorized,
     UserNotFound,
     ValidationFailed,
@@ -527,6 +530,38 @@ def test_sync_write_retried_after_a_lost_answer_counts_once(shared: RealServer) 
     lost.inner_sync.close()
 
 
+async def test_detailed_answers_say_whether_they_were_replays(shared: RealServer) -> None:
+    user, key = fresh_user(), unique()
+    async with AchievementsClient(shared.base_url, backoff=0) as sidecar:
+        created = await sidecar.detailed.put_definition(key, "Replays")
+        assert isinstance(created, Answer) and isinstance(created.value, Achievement)
+        assert (created.status, created.replayed) == (201, False)
+        assert created.idempotency_key is not None
+        assert (await sidecar.detailed.put_definition(key, "Replays")).status == 200
+
+        first = await sidecar.detailed.unlock(user, key, idempotency_key="msg-" + key)
+        again = await sidecar.detailed.unlock(user, key, idempotency_key="msg-" + key)
+        assert (first.replayed, first.value.newly_unlocked) == (False, True)
+        # The stored answer, newly_unlocked and all: only `replayed` tells it was done before.
+        assert (again.replayed, again.value) == (True, first.value)
+        assert again.idempotency_key == "msg-" + key
+        fresh = await sidecar.detailed.unlock(user, key)
+        assert (fresh.replayed, fresh.value.newly_unlocked) == (False, False)
+
+        read = await sidecar.detailed.get_progress(user, key)
+        assert (read.status, read.replayed, read.idempotency_key) == (200, False, None)
+        assert read.value is not None and read.value.unlocked_at == first.value.unlocked_at
+
+    # A retry after a lost answer gets the stored answer: replayed, and counted once.
+    lost = AnswerLost(losses=1)
+    transport = httpx.MockTransport(lost.handle_sync)
+    with SyncAchievementsClient(shared.base_url, backoff=0, transport=transport) as blocking:
+        applied = blocking.detailed.apply(user, key, [Op.inc("current")])
+        assert (applied.replayed, metadata_of(applied.value)) == (True, {"current": 1})
+        assert [s.replayed for s in lost.seen] == [None, "true"]
+    lost.inner_sync.close()
+
+
 async def test_each_write_has_its_own_key_unless_one_is_given(shared: RealServer) -> None:
     lost = AnswerLost(losses=0)
     transport = httpx.MockTransport(lost.handle)
@@ -610,6 +645,11 @@ def test_both_clients_offer_the_same_methods() -> None:
     assert len(async_methods) == 22  # every route of API.md
     for name, signature in async_methods.items():
         assert list(signature.parameters) == list(sync_methods[name].parameters), name
+    # `detailed` has them all but the stream, with the same parameters.
+    for detailed in (public(AsyncDetailed), public(SyncDetailed)):
+        assert set(detailed) == set(async_methods) - {"stream"}
+        for name, signature in detailed.items():
+            assert signature.parameters == async_methods[name].parameters, name
 
 
 def test_request_bodies_are_plain_json() -> None:

@@ -9,10 +9,14 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.helpers import DEFINITIONS, PROGRESS, unlock, upsert
 
@@ -356,6 +360,174 @@ def test_missing_name_in_toml_applies_nothing(tmp_path: Path, db_path: Path) -> 
     assert result.returncode != 0
     assert source.name in result.stderr
     assert dump(db_path) == before
+
+
+def bad(fields: str) -> str:
+    """The refused entry (index 1, key "bad"), with `fields` after its key and name."""
+    return '{"key": "bad", "name": "B", ' + fields + "}"
+
+
+# What the HTTP API refuses, the import refuses: (case, entry as JSON text, what the line names:
+# the field; LINE for what is not JSON at all, as the API's 400; FILE for nesting too deep to
+# find its entry).
+LINE, FILE = "line", "file"
+REFUSED_JSON_ENTRIES = [
+    ("NaN", bad('"metadata": {"x": NaN}'), LINE),
+    ("Infinity", bad('"metadata": {"x": [1, -Infinity]}'), LINE),
+    ("1e400", bad('"metadata": {"x": 1e400}'), "metadata"),
+    ("1e-999999", bad('"metadata": {"x": 1e-999999}'), "metadata"),
+    ("5,000 digits", bad('"metadata": {"x": ' + "9" * 5000 + "}"), "metadata"),
+    ("200 levels", bad('"metadata": {"x": ' + "[" * 199 + "]" * 199 + "}"), "metadata"),
+    ("100,000 levels", bad('"metadata": ' + "[" * 100_000 + "]" * 100_000), FILE),
+    ("duplicate keys", bad('"metadata": {"a": 1, "a": 2}'), "metadata"),
+    ("nested duplicate", bad('"metadata": {"n": [{"k": 1, "k": 1}]}'), "metadata"),
+    ("lone surrogate", bad('"metadata": {"s": "\\ud800"}'), LINE),
+    ("lone surrogate key", bad('"metadata": {"\\udfff": 1}'), LINE),
+    ("surrogate in description", bad('"description": "B \\ud800"'), LINE),
+    ("metadata not an object", bad('"metadata": [1]'), "metadata"),
+    ("metadata over 64 KiB", bad('"metadata": {"s": "' + "x" * 70_000 + '"}'), "metadata"),
+    ("key with a newline", '{"key": "bad\\n", "name": "B"}', "key"),
+    ("name too long", '{"key": "bad", "name": "' + "n" * 256 + '"}', "name"),
+    ("description too long", bad('"description": "' + "d" * 10_001 + '"'), "description"),
+    ("unknown field", bad('"colour": 1'), "colour"),
+]
+
+
+def assert_one_line_naming(
+    result: subprocess.CompletedProcess[str], source: Path, *names: str
+) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert len(lines[0]) < 1000, lines[0][:300]
+    for name in (source.name, *names):
+        assert name in lines[0], (name, lines[0])
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [case[1:] for case in REFUSED_JSON_ENTRIES],
+    ids=[case[0] for case in REFUSED_JSON_ENTRIES],
+)
+def test_import_refuses_what_the_api_refuses(
+    tmp_path: Path, db_path: Path, entry: str, field: str
+) -> None:
+    """One line naming the file, the entry (index and key) and the field; nothing written."""
+    outcomes(import_file(db_path, write_json(tmp_path / "a.json", [WORKER_2])))
+    before = dump(db_path)
+    source = tmp_path / "refused.json"
+    source.write_text(
+        '{"achievements": [\n  {"key": "fresh", "name": "Fresh"},\n  ' + entry + "\n]}\n",
+        encoding="utf-8",
+    )
+    result = import_file(db_path, source)
+    if field in (LINE, FILE):
+        assert_one_line_naming(result, source)
+        if field == LINE:
+            assert_line_named(result.stderr, source, 3)
+    else:
+        assert_one_line_naming(result, source, "achievements.1", "'bad", field)
+    assert dump(db_path) == before
+
+
+REFUSED_TOML_ENTRIES = [
+    ("nan", "[achievements.metadata]\nx = nan\n", "metadata.x"),
+    ("inf", "[achievements.metadata]\ny = [1, -inf]\n", "metadata.y.1"),
+    ("1e400", "[achievements.metadata]\nx = 1e400\n", "metadata"),
+    (
+        "exponent beyond any decimal",
+        "[achievements.metadata]\nx = 1e99999999999999999999\n",
+        "metadata.x",
+    ),
+    ("200 levels", "[achievements.metadata]\nx = " + "[" * 199 + "]" * 199 + "\n", "metadata"),
+    ("too long a name", "", "name"),
+]
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [case[1:] for case in REFUSED_TOML_ENTRIES],
+    ids=[case[0] for case in REFUSED_TOML_ENTRIES],
+)
+def test_toml_import_refuses_what_the_api_refuses(
+    tmp_path: Path, db_path: Path, table: str, field: str
+) -> None:
+    outcomes(import_file(db_path, write_json(tmp_path / "a.json", [WORKER_2])))
+    before = dump(db_path)
+    source = tmp_path / "refused.toml"
+    name = "n" * 256 if field == "name" else "B"
+    source.write_text(
+        '[[achievements]]\nkey = "fresh"\nname = "Fresh"\n\n'
+        f'[[achievements]]\nkey = "bad"\nname = "{name}"\n{table}',
+        encoding="utf-8",
+    )
+    result = import_file(db_path, source)
+    assert_one_line_naming(result, source, "achievements.1", "'bad'", field)
+    assert dump(db_path) == before
+
+
+@pytest.mark.parametrize("value", ["[" * 5000 + "]" * 5000, "9" * 5000], ids=["deep", "digits"])
+def test_what_toml_itself_cannot_read_is_one_line(
+    tmp_path: Path, db_path: Path, value: str
+) -> None:
+    """Nesting beyond the TOML reader's recursion, an integer beyond int()'s 4,300 digits."""
+    source = tmp_path / "unreadable.toml"
+    source.write_text(
+        f'[[achievements]]\nkey = "bad"\nname = "B"\nmetadata = {{x = {value}}}\n',
+        encoding="utf-8",
+    )
+    assert_one_line_naming(import_file(db_path, source), source)
+
+
+def test_import_prints_after_its_commit(tmp_path: Path, db_path: Path) -> None:
+    """A caller that does not read the output (a blocked pipe) must not hold the database: the
+    import printed each change inside its write transaction, so a full pipe kept it locked."""
+    count = 1500  # 1500 lines of 73 bytes: more than a pipe's 64 KiB buffer
+    entries = [{"key": f"k{n:04d}-" + "x" * 58, "name": f"N{n}"} for n in range(count)]
+    source = write_json(tmp_path / "many.json", entries)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    command = [
+        sys.executable,
+        "-m",
+        "sidecar",
+        "definitions",
+        "import",
+        str(source),
+        "--db",
+        str(db_path),
+    ]
+    process = subprocess.Popen(
+        [*command, "--db", str(db_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # Nobody reads stdout yet: the import's lines fill the pipe, and it blocks writing them.
+        # By then its changes must be committed and the database free for another writer.
+        deadline = time.monotonic() + 60
+        committed = 0
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with closing(sqlite3.connect(db_path, timeout=0)) as connection:
+                    connection.execute("BEGIN IMMEDIATE")
+                    committed = connection.execute("SELECT count(*) FROM achievements").fetchone()[
+                        0
+                    ]
+                    connection.execute("ROLLBACK")
+            except sqlite3.OperationalError:  # locked, or not created yet
+                committed = 0
+            if committed == count:
+                break
+            time.sleep(0.05)
+        assert committed == count, "the import held the database while its output was unread"
+    finally:
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert stdout.decode().count("created ") == count
 
 
 # --- export -------------------------------------------------------------------------------------

@@ -481,8 +481,8 @@ async def test_json_content_type_with_parameters_is_accepted(
 # --- 422 VALIDATION_FAILED ------------------------------------------------------------------
 
 SCHEMA_VIOLATIONS: list[tuple[str, str, Any, str]] = [
-    ("POST", PROGRESS, {"userId": "5", "achievementId": 1}, "userId"),
-    ("POST", PROGRESS, {"userId": 5, "achievementId": "1"}, "achievementId"),
+    ("POST", PROGRESS, {"userId": "05", "achievementId": 1}, "userId"),
+    ("POST", PROGRESS, {"userId": 5, "achievementId": "01"}, "achievementId"),
     ("POST", PROGRESS, {"userId": 5, "achievementId": 1, "extra": 1}, "extra"),
     ("POST", PROGRESS, {"achievementId": 1}, "userId"),
     ("POST", PROGRESS, {"userId": 5}, "achievementId"),
@@ -493,7 +493,7 @@ SCHEMA_VIOLATIONS: list[tuple[str, str, Any, str]] = [
     ("POST", PROGRESS, {"userId": 1.0, "achievementId": 1}, "userId"),
     ("POST", PROGRESS, {"userId": True, "achievementId": 1}, "userId"),
     ("POST", PROGRESS, {"userId": 5, "achievementId": 1, "metadata": []}, "metadata"),
-    ("PUT", f"{PROGRESS}/unlock", {"userId": "5", "achievementId": 1}, "userId"),
+    ("PUT", f"{PROGRESS}/unlock", {"userId": "05", "achievementId": 1}, "userId"),
     ("PUT", f"{PROGRESS}/unlock", {"userId": 5}, "achievementId"),
     ("PUT", f"{PROGRESS}/unlock", {"userId": 5, "achievementId": 1, "x": 1}, "x"),
     ("POST", DEFINITIONS, {"name": 5}, "name"),
@@ -576,7 +576,7 @@ async def test_json_is_checked_before_the_schema(client: Any) -> None:
 async def test_schema_is_checked_before_existence(client: Any) -> None:
     response = await client.put(f"{DEFINITIONS}/999", json={"name": ""})
     assert_problem(response, 422, "VALIDATION_FAILED")
-    response = await client.post(PROGRESS, json={"userId": "1", "achievementId": 999})
+    response = await client.post(PROGRESS, json={"userId": "01", "achievementId": 999})
     assert_problem(response, 422, "VALIDATION_FAILED")
     response = await client.put(f"{PROGRESS}/unlock", json={"userId": 1, "achievementId": 0})
     assert_problem(response, 422, "VALIDATION_FAILED")

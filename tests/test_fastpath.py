@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from litestar.types import Message, Receive, Scope, Send
 
+from sidecar import fastpath as fastpath_module
 from sidecar.fastpath import FastPath
 from tests.helpers import PROGRESS, create_definition, unlock, upsert
 
@@ -346,14 +347,20 @@ WRITES = [
         APPLY_PATH,
         {"userId": 8, "achievementKey": "k", "ops": [{"op": "inc", "path": "a", "value": 1}]},
     ),
-    ("PUT", UNLOCK_PATH, {"userId": 7, "achievementId": "1"}),
+    ("PUT", UNLOCK_PATH, {"userId": 7, "achievementId": "01"}),
     ("POST", PROGRESS, {"userId": 7, "achievementId": 1, "achievementKey": "k"}),
 ]
 
 
-async def test_fast_and_litestar_writes_answer_the_same_bytes(
-    make_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def writes_both_ways(
+    make_client: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    writes: list[tuple[str, str, Any]],
+    extra: dict[str, str] | None = None,
+) -> tuple[list[Any], list[Any]]:
+    """The status, headers and body of each write, sent to one service through the fast path
+    and to another through Litestar (a `charset` parameter sends it there)."""
     # The same clock for both services, so that their answers can be the same bytes.
     ticks: list[str] = []
     monkeypatch.setattr("sidecar.store.utc_now", lambda: ticks.pop(0))
@@ -363,12 +370,112 @@ async def test_fast_and_litestar_writes_answer_the_same_bytes(
         async with make_client(db_path=tmp_path / f"{len(answers)}.db") as client:
             await create_definition(client, "Fast", key="k")
             got = answers.setdefault(content_type, [])
-            for method, path, body in WRITES:
+            for method, path, body in writes:
                 response = await client.request(
-                    method, path, content=json.dumps(body), headers={"content-type": content_type}
+                    method,
+                    path,
+                    content=json.dumps(body),
+                    headers={"content-type": content_type, **(extra or {})},
                 )
                 headers = {k: v for k, v in response.headers.items() if k != "date"}
                 got.append((response.status_code, headers, response.content))
     fast, slow = answers.values()
+    return fast, slow
+
+
+async def test_fast_and_litestar_writes_answer_the_same_bytes(
+    make_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, slow = await writes_both_ways(make_client, tmp_path, monkeypatch, WRITES)
     assert fast == slow
     assert [status for status, _, _ in fast] == [200] * 7 + [404] + [422] * 4
+
+
+# --- ids as strings (Revision 2): string ids in bodies, `Prefer: ids=string` in answers --------
+
+SNOWFLAKE, LARGEST = "80351110224678912", "9223372036854775807"
+PREFER_FORMS = [None, "ids=string", "respond-async, IDS = string"]
+
+
+@pytest.mark.parametrize("prefer", PREFER_FORMS)
+async def test_fast_and_litestar_reads_are_the_same_bytes_in_each_id_form(
+    client: Any, prefer: str | None
+) -> None:
+    achievement = await seed(client)
+    headers = {} if prefer is None else {"Prefer": prefer}
+    pairs = [
+        (f"{PROGRESS}{path}?{fast}", f"{PROGRESS}{path}?{slow}")
+        for path, fast, slow in SAME_REQUESTS
+    ]
+    pairs += [
+        (f"{LEADERBOARD}?limit=2", f"{LEADERBOARD}?limit=02"),
+        (f"{LEADERBOARD}/7", f"{LEADERBOARD}/07"),
+    ]
+    for fast, slow in pairs:
+        answers = []
+        for target in (fast, slow):
+            response = await client.get(target.format(a=achievement), headers=headers)
+            got = {k: v for k, v in response.headers.items() if k != "date"}
+            answers.append((response.status_code, got, response.content))
+            assert got["vary"] == "Prefer"
+            assert got.get("preference-applied") == (prefer and "ids=string")
+        assert answers[0] == answers[1], (fast, slow)
+
+
+async def test_the_list_cache_keeps_each_id_form_apart(client: Any) -> None:
+    achievement = await seed(client)
+    url = f"{PROGRESS}/list?userId=7"
+    forms = [
+        (await client.get(url, headers=headers)).content
+        for headers in ({}, {"Prefer": "ids=string"}, {}, {"Prefer": "ids=string"})
+    ]
+    assert forms[0] == forms[2] and forms[1] == forms[3] and forms[0] != forms[1]
+    assert b'"achievementId":%d' % achievement in forms[0]
+    assert b'"achievementId":"%d"' % achievement in forms[1]
+
+
+STRING_ID_WRITES = [
+    ("POST", PROGRESS, {"userId": SNOWFLAKE, "achievementId": "1", "metadata": {"userId": 5}}),
+    (
+        "POST",
+        APPLY_PATH,
+        {
+            "userId": LARGEST,
+            "achievementKey": "k",
+            "ops": [{"op": "inc", "path": "n", "value": 1}],
+            "unlockWhen": [{"path": "n", "gte": 1}],
+        },
+    ),
+    ("PUT", UNLOCK_PATH, {"userId": SNOWFLAKE, "achievementId": "1"}),
+    ("PUT", UNLOCK_PATH, {"userId": int(SNOWFLAKE), "achievementId": 1}),
+    ("POST", PROGRESS, {"userId": "080", "achievementId": 1}),
+    ("PUT", UNLOCK_PATH, {"userId": "9223372036854775808", "achievementId": 1}),
+    ("POST", APPLY_PATH, {"userId": 1, "achievementId": " 1", "ops": []}),
+]
+
+
+@pytest.mark.parametrize("prefer", PREFER_FORMS)
+async def test_string_id_writes_answer_the_same_bytes_both_ways(
+    make_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, prefer: str | None
+) -> None:
+    answered_here: list[int] = []
+    plain_write = fastpath_module.write_without_key
+
+    async def counted(*args: Any) -> Any:
+        answered_here.append(1)
+        return await plain_write(*args)
+
+    monkeypatch.setattr(fastpath_module, "write_without_key", counted)
+    extra = {} if prefer is None else {"Prefer": prefer}
+    fast, slow = await writes_both_ways(make_client, tmp_path, monkeypatch, STRING_ID_WRITES, extra)
+    assert fast == slow
+    assert len(answered_here) == 4  # the fast path answered every valid write itself
+    assert [status for status, _, _ in fast] == [200] * 4 + [422] * 3
+    for _, headers, content in fast[:4]:
+        assert headers["vary"] == "Prefer"
+        assert headers.get("preference-applied") == (prefer and "ids=string")
+        row = json.loads(content)
+        assert str(row["userId"]) in (SNOWFLAKE, LARGEST)
+        assert isinstance(row["userId"], str) == (prefer is not None)
+    # A metadata member named "userId" is no id: a number in every form.
+    assert b'"metadata":{"userId":5}' in fast[0][2]

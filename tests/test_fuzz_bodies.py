@@ -5,6 +5,10 @@ The bodies are built as bytes, so they can hold what no JSON encoder writes: nes
 deep, 1e400 and 400-digit integers, NaN/Infinity tokens, invalid UTF-8, duplicate keys, bodies a
 byte under and a byte over the 1 MiB limit, and any type where another belongs. A fixed corpus
 pins the outcomes the contract decides (400, 413, 422); hypothesis mixes everything else.
+Numbers and paths that cost far more than they weigh are among them (1e-1000000000, 5,000 digits,
+paths of 100,000 segments), and every request must keep the work bound of tests/workmeter.py:
+no request of n bytes holds the writer for more than 1,000 + n function calls or allocates more
+than 1 MiB + 8n bytes at once.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import DEFINITIONS, PROGRESS
+from tests.workmeter import WorkMeter, check_bound, work_meter
 
 LIMIT = 1024 * 1024
 PROBLEM_JSON = "application/problem+json"
@@ -155,7 +160,19 @@ HUGE_NUMBERS = [
     b"123456789012345678901234567890.123456789e300",
     b"-0",
     b"0.0",
+    # Exponents and digit counts that cost far more than they weigh (issue 14).
+    b"1e-1000000000",
+    b"-1e999999999",
+    b"1e99999999999999999999",
+    b"0e-99999999999999999999",
+    b"1e-401",
+    b"9" * 5000,
+    b"0." + b"1" * 5000,
+    b"1" * 34,
+    b"1" * 35,
 ]
+# Paths deeper than metadata may be (a 1,000-segment one was a RecursionError).
+DEEP_PATHS = [".".join(["a"] * depth) for depth in (32, 33, 1000, 100_000)]
 NOT_JSON_TOKENS = [
     b"NaN",
     b"-NaN",
@@ -238,7 +255,7 @@ ops = st.lists(
             )
         ),
         st.one_of(st.sampled_from(["inc", "max", "min", "set", "remove"]), plain_leaf),
-        st.one_of(st.sampled_from(["a", "a.b", "", "a..b", "x"]), plain_leaf),
+        st.one_of(st.sampled_from(["a", "a.b", "", "a..b", "x", *DEEP_PATHS]), plain_leaf),
         values,
         st.sampled_from(["", "", "value", "path", "op"]),
     ),
@@ -247,7 +264,7 @@ ops = st.lists(
 conditions = st.lists(
     st.builds(
         lambda path, comparator, value: {"path": path, comparator: value},
-        st.sampled_from(["a", "a.b", "x"]),
+        st.sampled_from(["a", "a.b", "x", *DEEP_PATHS]),
         st.sampled_from(["gte", "gt", "lte", "lt", "eq", "ne"]),
         values,
     ),
@@ -346,7 +363,8 @@ def _has_surrogate(value: Any) -> bool:
 
 def _parse(text: str) -> Any:
     # Objects kept as their (key, value) pairs, so that every duplicate is looked at.
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=list)
+    # Numbers kept as text: int() refuses more than 4,300 digits, which JSON allows.
+    return json.loads(text, parse_constant=_reject_constant, parse_int=str, object_pairs_hook=list)
 
 
 def _parse_deep(text: str) -> Any:
@@ -406,10 +424,18 @@ def check_answer(response: httpx.Response) -> None:
         response.json()  # a success is JSON
 
 
-async def send(client: Any, route: Route, body: bytes) -> httpx.Response:
-    response: httpx.Response = await client.request(
-        route.method, route.path, content=body, headers={"content-type": "application/json"}
-    )
+@pytest.fixture
+def meter(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkMeter]:
+    with work_meter(monkeypatch) as measuring:
+        yield measuring
+
+
+async def send(client: Any, route: Route, body: bytes, meter: WorkMeter) -> httpx.Response:
+    with meter.measure() as work:
+        response: httpx.Response = await client.request(
+            route.method, route.path, content=body, headers={"content-type": "application/json"}
+        )
+    check_bound(work, len(body), f"{route.method} {route.path} {body[:200]!r}")
     return response
 
 
@@ -440,6 +466,8 @@ def corpus(route: Route) -> list[tuple[str, bytes, int, str]]:
 
     malformed, invalid = (400, "MALFORMED_JSON"), (422, "VALIDATION_FAILED")
     too_large = (413, "PAYLOAD_TOO_LARGE")
+    # A number out of range: in metadata a validation failure, in an op's value its own code.
+    out_of_range = (422, "NUMBER_OUT_OF_RANGE") if route.value_slot == "ops" else invalid
     cases = [
         ("empty", b"", *malformed),
         ("whitespace", b" \n", *malformed),
@@ -464,26 +492,60 @@ def corpus(route: Route) -> list[tuple[str, bytes, int, str]]:
         ("10,000 deep, unbalanced", carrying(Raw(nested(10_000, "[").text[:-1])), *malformed),
         ("10,000 deep, then junk", nested(10_000, "[").text + b"x", *malformed),
         ("33 deep value", carrying(nested(33, "{")), *invalid),
-        ("1e400 in value", carrying(Obj((("n", Raw(b"1e400")),))), *invalid),
-        ("-1e400 in value", carrying(Obj((("n", Raw(b"-1e400")),))), *invalid),
+        ("1e400 in value", carrying(Obj((("n", Raw(b"1e400")),))), *out_of_range),
+        ("-1e400 in value", carrying(Obj((("n", Raw(b"-1e400")),))), *out_of_range),
         ("duplicate keys in value", carrying(Obj((("a", 1), ("a", 2)))), *invalid),
         ("400-digit userId", encode({"userId": Raw(b"1" + b"0" * 400)}), *invalid),
+        ("5,000-digit userId", encode({"userId": Raw(b"9" * 5000)}), *invalid),
+        ("1e-1000000000 in value", carrying(Obj((("n", Raw(b"1e-1000000000")),))), *out_of_range),
+        ("1e-401 in value", carrying(Obj((("n", Raw(b"1e-401")),))), *out_of_range),
+        (
+            "exponent beyond any decimal",
+            carrying(Obj((("n", Raw(b"1e" + b"9" * 20)),))),
+            *out_of_range,
+        ),
+        ("5,000 digits in value", carrying(Obj((("n", Raw(b"9" * 5000)),))), *out_of_range),
         ("1 MiB body", sized_body(route, LIMIT, "x"), *invalid),
         ("1 MiB - 1 body", sized_body(route, LIMIT - 1, "é"), *invalid),
         ("1 MiB + 1 body", sized_body(route, LIMIT + 1, "x"), *too_large),
         ("2 MiB body", sized_body(route, 2 * LIMIT, "😀"), *too_large),
     ]
+    if route.value_slot == "ops":  # apply: numbers computed with, paths
+        bad_path = (422, "INVALID_PATH")
+        for name in ("inc", "max", "min"):
+            for number in (b"1e-1000000000", b"1e999999999", b"9" * 5000, b"1e" + b"9" * 20):
+                op = Obj((("op", name), ("path", "current"), ("value", Raw(number))))
+                cases.append(
+                    (f"{name} {number[:12]!r}", encode({**route.valid, "ops": [op]}), *out_of_range)
+                )
+        condition = {"path": "current", "gte": Raw(b"1e-1000000000")}
+        cases.append(
+            (
+                "condition 1e-1000000000",
+                encode({**route.valid, "unlockWhen": [condition]}),
+                *out_of_range,
+            )
+        )
+        for path in DEEP_PATHS[1:]:
+            op = {"op": "set", "path": path, "value": 1}
+            cases.append(
+                (
+                    f"{path.count('.') + 1}-segment path",
+                    encode({**route.valid, "ops": [op]}),
+                    *bad_path,
+                )
+            )
     return cases
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
 async def test_contract_outcomes_and_nothing_written(
-    seeded: Any, db_path: Path, route: Route
+    seeded: Any, db_path: Path, route: Route, meter: WorkMeter
 ) -> None:
     before = dump(db_path)
     failures = []
     for name, body, status, code in corpus(route):
-        response = await send(seeded, route, body)
+        response = await send(seeded, route, body, meter)
         if response.status_code >= 500:
             failures.append(f"{name}: expected {status} {code}, got {response.text}")
             continue
@@ -497,9 +559,9 @@ async def test_contract_outcomes_and_nothing_written(
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
-async def test_valid_body_is_taken(seeded: Any, route: Route) -> None:
+async def test_valid_body_is_taken(seeded: Any, route: Route, meter: WorkMeter) -> None:
     """The fuzzer's base bodies are right, so its rejections are about what it changed."""
-    response = await send(seeded, route, encode(route.valid))
+    response = await send(seeded, route, encode(route.valid), meter)
     check_answer(response)
     assert response.status_code in (200, 201), response.text
 
@@ -518,10 +580,12 @@ EXAMPLES_PER_ROUTE = 100
     database=None,
 )
 @given(data=st.data())
-async def test_random_bodies(seeded: Any, db_path: Path, route: Route, data: st.DataObject) -> None:
+async def test_random_bodies(
+    seeded: Any, db_path: Path, route: Route, meter: WorkMeter, data: st.DataObject
+) -> None:
     body = data.draw(bodies(route), label="body")
     before = dump(db_path)
-    response = await send(seeded, route, body)
+    response = await send(seeded, route, body, meter)
     check_answer(response)
     code = response.json().get("code") if response.status_code >= 400 else None
     # The decided check order: size (413), then well-formed JSON (400), then the schema.

@@ -2,12 +2,10 @@
 clients and many idle connections — in-process, and against the real server where the network
 matters (no Host header at all, chunked bodies, header sizes, slow and idle sockets).
 
-Timeouts, as measured against uvicorn (sidecar/server.py): a connection is closed for idleness
-only after a complete response (`KEEP_ALIVE_SECONDS`, 5 s). A request in progress is never timed
-out — a trickler that sends one byte now and then, or stops halfway through its headers, keeps
-its connection (a partial request left silent for 30 s was still open). What keeps the service
-answering is that every connection is a cheap asyncio object and the open-file limit is raised at
-start, so idle and slow connections do not take anything a new client needs.
+Timeouts (sidecar/server.py): a connection is closed for idleness after a complete response
+(`KEEP_ALIVE_SECONDS`, 5 s), and a request that has not arrived in full within the request timeout
+(10 s by default) is dropped; connections are capped (1000 by default). Slow clients within those
+bounds are served (tests/test_slow_clients.py tests the bounds themselves).
 """
 
 from __future__ import annotations
@@ -540,7 +538,7 @@ def _socket_count(pid: int) -> int:
 
 
 def test_a_thousand_idle_connections_do_not_stop_service(real: RealServer) -> None:
-    wanted = 1000
+    wanted = 900  # below the connection cap (1000 by default)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted + 256:
         top = wanted + 256 if hard == resource.RLIM_INFINITY else min(wanted + 256, hard)

@@ -166,7 +166,7 @@ async def test_a_422_is_not_stored(client: Any, achievement: int) -> None:
     assert retry.status_code == 200 and REPLAYED not in retry.headers
     assert await count(client) == 6
     # A key used only by a refused request is free for another request.
-    invalid = await client.post(APPLY, json={**INC, "userId": "1"}, headers=key("e-bad"))
+    invalid = await client.post(APPLY, json={**INC, "userId": "01"}, headers=key("e-bad"))
     assert_problem(invalid, 422, "VALIDATION_FAILED")
     fresh = await client.post(APPLY, json=INC, headers=key("e-bad"))
     assert fresh.status_code == 200 and REPLAYED not in fresh.headers

@@ -215,8 +215,8 @@ async def test_concurrent_first_upserts_leave_one_row(
 INVALID_UPSERTS: list[tuple[Any, str]] = [
     ({"achievementId": 1}, "userId"),
     ({"userId": 1}, "achievementId"),
-    ({"userId": "1", "achievementId": 1}, "userId"),
-    ({"userId": 1, "achievementId": "1"}, "achievementId"),
+    ({"userId": "01", "achievementId": 1}, "userId"),
+    ({"userId": 1, "achievementId": "01"}, "achievementId"),
     ({"userId": 0, "achievementId": 1}, "userId"),
     ({"userId": -5, "achievementId": 1}, "userId"),
     ({"userId": 2**63, "achievementId": 1}, "userId"),
@@ -462,7 +462,7 @@ async def test_concurrent_unlocks_of_a_locked_row(client: Any, achievement: int)
 INVALID_UNLOCKS: list[tuple[Any, str]] = [
     ({"achievementId": 1}, "userId"),
     ({"userId": 1}, "achievementId"),
-    ({"userId": "1", "achievementId": 1}, "userId"),
+    ({"userId": "01", "achievementId": 1}, "userId"),
     ({"userId": 1, "achievementId": 1, "metadata": {}}, "metadata"),
     ({"userId": 1, "achievementId": 2**63}, "achievementId"),
     ({"userId": 1, "achievementId": 1, "unlockedAt": "2026-01-01T00:00:00.000Z"}, "unlockedAt"),

@@ -3,8 +3,15 @@
 - Counts each member's messages with one atomic `apply` per badge (`inc current`, unlocking
   when `current >= target`), all in one batch whose Idempotency-Key is the message id: a
   message that Discord delivers twice, or that the bot handles again after a restart, counts once.
-- Announces every unlock exactly once, from the sidecar's unlock feed, with the position in the
-  feed kept in a small file: a restart neither repeats nor loses an announcement.
+- Announces each unlock from the sidecar's unlock feed, never from `newly_unlocked`, with the
+  position in the feed kept in a small file. What holds: every unlock after the bot's first
+  start is posted, in order, and once, but for the one that was being posted if the bot dies
+  between Discord's answer and writing the file (that one is posted again after the restart).
+  `newly_unlocked` cannot do as well: a redelivered message gets the stored answer back, with
+  `newly_unlocked` true again (`sidecar.detailed.batch(...)` says `replayed`), and an unlock
+  that the bot did not see the answer of (a crash, a timeout) would never be announced.
+- On its first start (no cursor file), it begins at the feed's end: unlocks from before the bot
+  existed are not announced as a burst into the channel.
 - `/achievements [user]` answers with an embed: unlocked badges with their dates, progress bars
   for the locked ones (`current` of the row, `target` of the row or the definition), rarity.
 
@@ -193,11 +200,12 @@ class CursorFile:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
 
-    def load(self) -> int:
+    def load(self) -> int | None:
+        """The saved id; None before the first save."""
         try:
             return int(json.loads(self.path.read_text())["after"])
         except FileNotFoundError:
-            return 0
+            return None
 
     def save(self, after: int) -> None:
         temporary = self.path.with_name(self.path.name + ".tmp")
@@ -209,6 +217,23 @@ class CursorFile:
 
 
 Send = Callable[[Announcement], Awaitable[None]]
+
+
+async def feed_end(sidecar: AchievementsClient) -> int:
+    """The id of the newest unlock event, 0 when there is none. Event ids start at 1 and grow by
+    one, none skipped (API.md), so whether id N exists is one `events(after=N-1, limit=1)`; the
+    end is found by doubling, then halving: about 2 log2(N) small requests, not N/1000 pages."""
+
+    async def exists(event_id: int) -> bool:
+        return bool(await sidecar.events(after=event_id - 1, limit=1))
+
+    low, high = 0, 1  # id `low` exists (or is 0), id `high` is to be tried
+    while await exists(high):
+        low, high = high, high * 2
+    while high - low > 1:  # `high` does not exist
+        middle = (low + high) // 2
+        low, high = (middle, high) if await exists(middle) else (low, middle)
+    return low
 
 
 # --- the logic -----------------------------------------------------------------------------
@@ -227,11 +252,21 @@ class AchievementLogic:
         self._definitions: dict[int, Achievement] = {}
 
     async def setup(self) -> None:
-        """Create or update the badges' definitions (by key: safe to run at every start)."""
+        """Create or update the badges' definitions (by key: safe to run at every start); on the
+        first start, place the cursor at the feed's end."""
         for badge in self.badges:
             await self.sidecar.put_definition(
                 badge.key, badge.name, description=badge.description, metadata=badge.metadata()
             )
+        await self._cursor()
+
+    async def _cursor(self) -> int:
+        """The saved cursor; the feed's end on the first start (then saved)."""
+        after = self.cursor.load()
+        if after is None:
+            after = await feed_end(self.sidecar)
+            self.cursor.save(after)
+        return after
 
     # counting
 
@@ -242,7 +277,8 @@ class AchievementLogic:
         return await self.on_message(message.author.id, message.id)
 
     async def on_message(self, author_id: int, message_id: int) -> list[UserAchievementChange]:
-        """Count one message for every badge, atomically; returns what it newly unlocked."""
+        """Count one message for every badge, atomically; returns what it newly unlocked (for
+        the caller's own use: announcements come from the feed, see the module's docstring)."""
         operations = [
             Batch.apply(
                 author_id,
@@ -289,7 +325,7 @@ class AchievementLogic:
         """Send every unlock after the saved cursor, oldest first, saving the cursor after each
         one sent; an error in `send` stops here and the next call starts with that unlock."""
         sent: list[Announcement] = []
-        after = self.cursor.load()
+        after = await self._cursor()
         while events := await self.sidecar.events(after=after, limit=page):
             rates = await self._rates()
             for event in events:
@@ -302,7 +338,7 @@ class AchievementLogic:
 
     async def watch_unlocks(self, send: Send) -> None:
         """The same, live: follows the feed's stream from the saved cursor until cancelled."""
-        async with contextlib.aclosing(self.sidecar.stream(after=self.cursor.load())) as events:
+        async with contextlib.aclosing(self.sidecar.stream(after=await self._cursor())) as events:
             async for event in events:
                 await send(await self._announcement(event, await self._rates()))
                 self.cursor.save(event.id)

@@ -38,6 +38,8 @@ log = logging.getLogger("sidecar")
 
 T = TypeVar("T")
 
+# Until LISTEN/NOTIFY: how often the feed looks for events that other sidecars committed.
+POLL_SECONDS = 1.0
 # Runs of a deadlock's victim alone, after its group, before its caller gets the error.
 RETRIES = 3
 
@@ -102,6 +104,11 @@ class PostgresDialect(Dialect):
     def claim(self, connection: Any, name: str) -> None:
         connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
 
+    def watch_appended_events(self, connection: Any, appended: Callable[[], None]) -> None:
+        # Told by Connection.execute when it runs the store's event insert; the Writer also
+        # calls it every POLL_SECONDS, so streams see other sidecars' events that soon.
+        connection.appended = appended
+
 
 POSTGRES = PostgresDialect()
 
@@ -113,8 +120,11 @@ class Connection:
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self.appended: Callable[[], None] | None = None
 
     def execute(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Any]:
+        if sql is store.APPEND_EVENT and self.appended is not None:
+            self.appended()
         try:
             return self.raw.execute(translate(sql), parameters or None)
         except psycopg.DataError as error:
@@ -200,6 +210,7 @@ class Writer(db.Writer):
     def __init__(self, url: str) -> None:  # no super().__init__(): it opens a SQLite file
         self._url = url
         self._pg: Connection | None = connect(url)
+        self._watcher: Callable[[], None] | None = None  # kept across reconnections
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._after_commit: list[Callable[[], None]] = []
@@ -228,7 +239,14 @@ class Writer(db.Writer):
 
     def _serve(self) -> None:
         try:
-            while (first := self._queue.get()) is not _STOP:
+            while True:
+                try:
+                    first = self._queue.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    self._poll()
+                    continue
+                if first is _STOP:
+                    return
                 group = [first]
                 stop = False
                 while len(group) < MAX_GROUP:
@@ -247,6 +265,12 @@ class Writer(db.Writer):
             if self._pg is not None:
                 self._pg.close()
 
+    def _poll(self) -> None:
+        """No write for POLL_SECONDS: tell the feed to look for other sidecars' events."""
+        if self._pg is not None and self._pg.appended is not None:
+            self._pg.appended()
+            self._loop.call_soon_threadsafe(self._hand_over, [])
+
     def _group(self, group: Sequence[_Write]) -> None:
         outcomes = self._transaction(group)
         for _ in range(RETRIES):
@@ -264,7 +288,9 @@ class Writer(db.Writer):
     ) -> list[tuple[_Write, Any, BaseException | None]]:
         try:
             if self._pg is None or self._pg.raw.closed:
+                watcher = self._pg.appended if self._pg is not None else self._watcher
                 self._pg = connect(self._url)
+                self._pg.appended = watcher
             connection = self._pg
             connection.execute("BEGIN")
             outcomes = [self._one(connection, job) for job in group]
@@ -281,6 +307,7 @@ class Writer(db.Writer):
         if isinstance(error, psycopg.OperationalError) and not isinstance(error, _RETRIED):
             # The server went away (restarted, unreachable): reconnect at the next group.
             if self._pg is not None:
+                self._watcher = self._pg.appended
                 with contextlib.suppress(psycopg.Error):
                     self._pg.close()
             self._pg = None

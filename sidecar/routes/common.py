@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request
 from litestar.response.base import ASGIResponse
 
+from sidecar import idforms
 from sidecar.errors import ApiError, validation_error
 from sidecar.models import KEY_PATTERN
 from sidecar.service import Service
@@ -19,7 +20,6 @@ T = TypeVar("T")
 
 JSON = "application/json"
 _KEY = re.compile(KEY_PATTERN)
-_encode = msgspec.json.Encoder().encode
 
 
 def service_of(request: Request[Any, Any, Any]) -> Service:
@@ -27,9 +27,11 @@ def service_of(request: Request[Any, Any, Any]) -> Service:
     return service
 
 
-def answer(value: Any, status: int = 200) -> ASGIResponse:
+def answer(request: Request[Any, Any, Any], value: Any) -> ASGIResponse:
+    """The handler's answer, its ids in the form the request asks for."""
+    strings, headers = idforms.id_form(request, request.route_handler.opt["answer"])
     # An ASGIResponse is sent as it is; a Response would be converted into one per request.
-    return ASGIResponse(body=_encode(value), status_code=status, media_type=JSON)
+    return ASGIResponse(body=idforms.encode(value, strings), media_type=JSON, headers=headers)
 
 
 async def body_of(request: Request[Any, Any, Any], decoder: msgspec.json.Decoder[T]) -> T:

@@ -17,7 +17,8 @@ OPENAPI_PATH = "/schema/openapi.json"
 
 
 @get("/health", opt={"answer": Health})
-async def health(request: Request[Any, Any, Any]) -> ASGIResponse:
+async def get_health(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Health: 200 once the database answers. Never needs the token."""
     service = service_of(request)
     # Raised here, answered by the exception handler: 503 DATABASE_GONE, 500 for a dead writer.
     if service.writer.gone:
@@ -25,11 +26,12 @@ async def health(request: Request[Any, Any, Any]) -> ASGIResponse:
     if not service.writer.alive:
         raise WriterStopped("the writer thread has stopped")
     store.ping(service.readers)
-    return answer(Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
+    return answer(request, Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
 
 
 @get("/metrics", opt={"text": "text/plain"})
-async def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
+async def get_metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Prometheus metrics: requests, latency, database and WAL sizes, rows per table."""
     service = service_of(request)
     rows = await store.table_rows(service.readers)
     metrics = request.app.state.metrics
@@ -41,9 +43,10 @@ async def metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
     return ASGIResponse(body=body, media_type="text/plain; version=0.0.4")
 
 
-@get(OPENAPI_PATH, opt={"answer": dict[str, Any]})
-async def openapi_document(request: Request[Any, Any, Any]) -> ASGIResponse:
+@get(OPENAPI_PATH, opt={"answer": dict[str, Any], "database": False})
+async def get_openapi_document(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """This OpenAPI 3.1 document."""
     return ASGIResponse(body=request.app.state.openapi, media_type="application/json")
 
 
-OPERATION_ROUTES = [health, metrics, openapi_document]
+OPERATION_ROUTES = [get_health, get_metrics, get_openapi_document]

@@ -20,7 +20,8 @@ def _html(body: bytes) -> ASGIResponse:
     return ASGIResponse(body=body, media_type=HTML, headers=pages.HEADERS)
 
 
-@get("/", opt={"text": "text/html"})
+# The pages are for people, not API operations: left out of the OpenAPI document.
+@get("/", include_in_schema=False)
 async def index_page(request: Request[Any, Any, Any]) -> ASGIResponse:
     """HTML overview: every achievement with its rarity, and the leaderboard."""
     readers = service_of(request).readers
@@ -30,7 +31,7 @@ async def index_page(request: Request[Any, Any, Any]) -> ASGIResponse:
     return _html(pages.render_index(definitions, stats, board))
 
 
-@get("/users/{userId:str}/profile", opt={"text": "text/html"})
+@get("/users/{userId:str}/profile", include_in_schema=False)
 async def profile_page(request: Request[Any, Any, Any]) -> ASGIResponse:
     """HTML profile of a user: unlocked badges with dates, progress bars, rarity."""
     user = parse_id(request.path_params["userId"], "userId")

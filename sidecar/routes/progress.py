@@ -12,7 +12,8 @@ from sidecar import commands, store
 from sidecar.models import (
     Apply,
     Batch,
-    BatchResults,
+    BatchAnswer,
+    BatchOperations,
     Unlock,
     Upsert,
     UserAchievement,
@@ -50,45 +51,124 @@ async def _run(request: Request[Any, Any, Any], command: commands.Command) -> AS
     return await write(request, service_of(request).writer, job_of(command))
 
 
-@post(BASE, opt={"body": Upsert, "answer": UserAchievement})
+_ACHIEVEMENT = ("ACHIEVEMENT_NOT_FOUND",)
+# What a computation on the metadata can fail with.
+_OPS = ("NOT_A_NUMBER", "INVALID_PATH", "NUMBER_OUT_OF_RANGE")
+_APPLY_EXAMPLE = {
+    "userId": "80351110224678912",
+    "achievementKey": "messages-100",
+    "ops": [
+        {"op": "inc", "path": "current", "value": 1},
+        {"op": "max", "path": "bestStreak", "value": 5},
+        {"op": "set", "path": "lastActivityDate", "value": "2026-11-23"},
+    ],
+    "unlockWhen": [{"path": "current", "gte": 100}],
+}
+
+
+@post(
+    BASE,
+    opt={
+        "body": Upsert,
+        "answer": UserAchievement,
+        "errors": _ACHIEVEMENT,
+        "example": {"userId": "80351110224678912", "achievementId": 1, "metadata": {"current": 3}},
+    },
+)
 async def upsert_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Create a progress row, or replace its metadata.
+
+    An absent `metadata` is `{}`; `unlockedAt` is never touched.
+    """
     body = await body_of(request, _upsert)
     return await _run(request, commands.command_of(body))
 
 
 @get(BASE, opt={"query": ROW_QUERY, "answer": UserAchievement | None})
 async def get_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Get one user's progress on one achievement (`null` when there is none)."""
     user, achievement = user_param(request), achievement_param(request)
-    return answer(store.get_progress(service_of(request).readers, user, achievement))
+    return answer(request, store.get_progress(service_of(request).readers, user, achievement))
 
 
 @get(f"{BASE}/list", opt={"query": ("userId", "unlockedOnly"), "answer": list[UserAchievement]})
 async def list_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """List a user's progress: unlocked rows first (newest first), then locked ones."""
     user = user_param(request)
     unlocked_only = parse_bool(request.query_params, "unlockedOnly")
-    return answer(store.list_progress(service_of(request).readers, user, unlocked_only))
+    return answer(request, store.list_progress(service_of(request).readers, user, unlocked_only))
 
 
-@put(UNLOCK, opt={"body": Unlock, "answer": UserAchievementChange})
+@put(
+    UNLOCK,
+    opt={
+        "body": Unlock,
+        "answer": UserAchievementChange,
+        "errors": _ACHIEVEMENT,
+        "example": {"userId": "80351110224678912", "achievementKey": "messages-100"},
+    },
+)
 async def unlock_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Unlock an achievement for a user; idempotent, `newlyUnlocked` says if this call did.
+
+    Creates the row if there is none; a repeated unlock changes nothing.
+    """
     body = await body_of(request, _unlock)
     return await _run(request, commands.command_of(body))
 
 
-@delete(BASE, status_code=200, opt={"query": ROW_QUERY, "answer": UserAchievement})
+@delete(
+    BASE,
+    status_code=200,
+    opt={"query": ROW_QUERY, "answer": UserAchievement, "errors": ("PROGRESS_NOT_FOUND",)},
+)
 async def delete_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Delete one progress row; answers what was deleted."""
     command = commands.DeleteCommand(user_param(request), achievement_param(request))
     return await _run(request, command)
 
 
-@post(APPLY, opt={"body": Apply, "answer": UserAchievementChange})
+@post(
+    APPLY,
+    opt={
+        "body": Apply,
+        "answer": UserAchievementChange,
+        "errors": (*_ACHIEVEMENT, *_OPS),
+        "example": _APPLY_EXAMPLE,
+    },
+)
 async def apply_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Apply atomic ops to a row's metadata, unlocking it when every condition holds.
+
+    Ops (`inc`, `max`, `min`, `set`, `remove`) apply in order, all or nothing; concurrent
+    calls never lose an update, and exactly one of them answers `newlyUnlocked: true`.
+    """
     body = await body_of(request, _apply)
     return await _run(request, commands.command_of(body))
 
 
-@post(f"{BASE}/batch", opt={"body": Batch, "answer": BatchResults})
+@post(
+    f"{BASE}/batch",
+    opt={
+        # Documented with its items' types; decoded item by item (Batch), to report a bad item
+        # with its index after the good ones before it.
+        "body": BatchOperations,
+        "answer": BatchAnswer,
+        "errors": (*_ACHIEVEMENT, "PROGRESS_NOT_FOUND", *_OPS),
+        "example": {
+            "operations": [
+                {"type": "apply", **_APPLY_EXAMPLE},
+                {"type": "unlock", "userId": "80351110224678912", "achievementId": 2},
+            ]
+        },
+    },
+)
 async def batch_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Run 1 to 1000 upserts, unlocks, applies and deletes in one transaction.
+
+    All or nothing: the results in order, or the error of the first failing item with its
+    `index`.
+    """
     batch = commands.batch_of(await body_of(request, _batch))
     return await write(
         request,
@@ -96,6 +176,14 @@ async def batch_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
         lambda connection: (200, commands.execute_batch(connection, batch)),
     )
 
+
+# The type of each one's answer, for the fast path's ids as strings.
+COMMAND_ANSWERS: dict[tuple[str, str], Any] = {
+    (method, path): handler.opt["answer"]
+    for handler in (upsert_progress, unlock_progress, apply_progress)
+    for method in handler.http_methods
+    for path in handler.paths
+}
 
 PROGRESS_ROUTES = [
     upsert_progress,

@@ -20,21 +20,37 @@ OFFSET = (0, 0, 2**62)
 
 
 @get("/users/achievements/stats", opt={"answer": list[AchievementStats]})
-async def stats(request: Request[Any, Any, Any]) -> ASGIResponse:
-    return answer(await store.achievement_stats(service_of(request).readers))
+async def list_achievement_stats(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Rarity of each achievement: unlocks, rows in progress, and the unlock rate, by id."""
+    return answer(request, await store.achievement_stats(service_of(request).readers))
 
 
-@get(LEADERBOARD, opt={"query": ("limit", "offset"), "answer": list[LeaderboardEntry]})
-async def leaderboard(request: Request[Any, Any, Any]) -> ASGIResponse:
+@get(
+    LEADERBOARD,
+    opt={
+        "query": ("limit", "offset"),
+        "bounds": {"limit": LIMIT, "offset": OFFSET},
+        "answer": list[LeaderboardEntry],
+    },
+)
+async def get_leaderboard(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """A page of the leaderboard: most unlocks first, then who reached that count first.
+
+    Users with no unlock are not listed.
+    """
     limit = parse_bounded_int(request.query_params, "limit", *LIMIT)
     offset = parse_bounded_int(request.query_params, "offset", *OFFSET)
-    return answer(store.leaderboard(service_of(request).readers, limit, offset))
+    return answer(request, store.leaderboard(service_of(request).readers, limit, offset))
 
 
-@get(f"{LEADERBOARD}/{{userId:str}}", opt={"answer": LeaderboardEntry})
-async def leaderboard_entry(request: Request[Any, Any, Any]) -> ASGIResponse:
+@get(
+    f"{LEADERBOARD}/{{userId:str}}",
+    opt={"answer": LeaderboardEntry, "errors": ("USER_NOT_FOUND",)},
+)
+async def get_leaderboard_entry(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """One user's rank on the leaderboard."""
     user = parse_id(request.path_params["userId"], "userId")
-    return answer(store.leaderboard_entry(service_of(request).readers, user))
+    return answer(request, store.leaderboard_entry(service_of(request).readers, user))
 
 
-STATS_ROUTES = [stats, leaderboard, leaderboard_entry]
+STATS_ROUTES = [list_achievement_stats, get_leaderboard, get_leaderboard_entry]

@@ -14,8 +14,13 @@ from sidecar.validation import parse_id
 from sidecar.writes import write
 
 
-@delete("/users/{userId:str}", status_code=200, opt={"answer": DeletedUser})
+@delete(
+    "/users/{userId:str}",
+    status_code=200,
+    opt={"answer": DeletedUser, "errors": ("USER_NOT_FOUND",)},
+)
 async def delete_user(request: Request[Any, Any, Any]) -> ASGIResponse:
+    """Delete a user and all its progress; answers how many progress rows went with it."""
     user = parse_id(request.path_params["userId"], "userId")
     return await write(
         request,
