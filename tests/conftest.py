@@ -1,7 +1,7 @@
 """Shared fixtures: an in-process client on a real file, and the real server in a subprocess.
 
 A test module marked `pytestmark = pytest.mark.both_backends` runs each of its tests on SQLite
-and on PostgreSQL (a fresh database each, on the session's server: tests/pg.py), through the
+and on PostgreSQL (one database for the session, emptied before each test: tests/pg.py), through the
 `backend` parameter that `db_path` and everything built on it follow; a test in it marked
 `sqlite_only` (files, WAL, PRAGMAs) runs on SQLite alone. Other modules run on SQLite, their
 test ids unchanged.
@@ -49,22 +49,22 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_template(postgres_url: str) -> Iterator[str]:
-    """A database holding the service's schema, copied for each test (faster than a schema)."""
-    with pg.template_database(postgres_url) as name:
-        yield name
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """A database holding the service's schema, emptied before each test that uses it."""
+    with pg.prepared_database(postgres_url) as name:
+        yield pg.database_url(postgres_url, name)
 
 
 @pytest.fixture
 def db_path(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The test's database: a file in tmp_path, or the URL of a fresh PostgreSQL database."""
+    """The test's database: a file in tmp_path, or the URL of the session's PostgreSQL
+    database, emptied for the test."""
     if backend == "sqlite":
         yield tmp_path / "achievements.db"
         return
-    server = request.getfixturevalue("postgres_url")
-    template = request.getfixturevalue("postgres_template")
-    with pg.fresh_database(server, template) as url:
-        yield url
+    url: str = request.getfixturevalue("postgres_database")
+    pg.reset(url)
+    yield url
 
 
 @pytest.fixture

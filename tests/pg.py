@@ -249,7 +249,7 @@ def fresh_database(server_url: str, template: str = "template0") -> Iterator[str
 
 
 @contextlib.contextmanager
-def template_database(server_url: str) -> Iterator[str]:
+def prepared_database(server_url: str) -> Iterator[str]:
     """A database prepared as the service prepares an empty one (schema, version): its name."""
     from sidecar.postgres import backend
 
@@ -285,3 +285,22 @@ def dump(url: str) -> list[str]:
             for (table,) in tables
             for (row,) in connection.execute(f'SELECT t::text FROM "{table}" t ORDER BY 1')
         ]
+
+
+def reset(url: str) -> None:
+    """Empty a database the service prepared, as fresh as a new one (about 0.05 s, where a new
+    database from a template takes about 0.3 s): every table but the schema's version emptied,
+    identities restarted, the event counter at 0."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SET lock_timeout = '10s'")  # a connection left open fails the test
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename NOT IN ('schema_version', 'event_counter')"
+            )
+        ]
+        connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        connection.execute("UPDATE event_counter SET last_id = 0")
