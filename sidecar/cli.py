@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sidecar import backup, db, definitions_io
+from sidecar import backup, db, definitions_io, postgres
 from sidecar.settings import (
     SETTINGS,
     SettingError,
@@ -136,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in unknown_variables():
                 print(f"sidecar: warning: {name} is not a setting; ignored", file=sys.stderr)
             return serve(settings)
+        if postgres.is_url(db_path_from(args.db)):
+            raise db.DatabaseError(postgres.refusal(args.command))
         if args.command == "backup":
             return _backup(db_path_from(args.db), args.output, args.force)
         if args.command == "restore":

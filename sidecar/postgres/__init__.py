@@ -32,6 +32,15 @@ def redacted(database: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
+def refusal(command: str) -> str:
+    """Why a command other than serve does not run on a PostgreSQL database (yet)."""
+    if command == "backup":
+        return "backup copies a SQLite file; back up a PostgreSQL database with pg_dump"
+    if command == "restore":
+        return "restore replaces a SQLite file; restore a PostgreSQL database with pg_restore"
+    return f"{command} does not run on a PostgreSQL database yet (it reads a SQLite file)"
+
+
 def load() -> Any:
     """sidecar.postgres.backend, which needs psycopg (the `postgres` extra)."""
     from sidecar.db import DatabaseError
