@@ -88,6 +88,7 @@ class Cluster:
     process: subprocess.Popen[bytes]
     port: int
     start_seconds: float
+    launch: Callable[[], subprocess.Popen[bytes]]
 
     @property
     def url(self) -> str:
@@ -97,8 +98,9 @@ class Cluster:
         path = self.directory / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT: roll back open transactions), then remove the directory."""
+    def halt(self) -> None:
+        """Fast shutdown (SIGINT: roll back open transactions, close connections); the data
+        stays, for `restart`."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -106,6 +108,15 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Start the halted server again, on the same port and data."""
+        self.process = self.launch()
+        _wait_ready(self, self.directory / "data")
+
+    def stop(self) -> None:
+        """Halt, then remove the directory."""
+        self.halt()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -156,19 +167,23 @@ def start_cluster(durable: bool = False) -> Cluster:
         command = [str(bin_dir / "postgres"), "-D", str(data)]
         for option in options:
             command += ["-c", option]
-        with open(directory / "server.log", "wb") as log:
-            os.chown(log.fileno(), *owner)
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=directory,
-                start_new_session=True,  # a ^C of the test run is ours to pass on, not its
-                preexec_fn=_die_with_parent,
-                **run_as,
-            )
-        cluster = Cluster(directory, process, port, 0.0)
+
+        def launch() -> subprocess.Popen[bytes]:
+            with open(directory / "server.log", "ab") as log:
+                os.chown(log.fileno(), *owner)
+                return subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=directory,
+                    start_new_session=True,  # a ^C of the test run is ours to pass on, not its
+                    preexec_fn=_die_with_parent,
+                    **run_as,
+                )
+
+        process = launch()
+        cluster = Cluster(directory, process, port, 0.0, launch)
         _wait_ready(cluster, data)
         cluster.start_seconds = time.monotonic() - began
         return cluster

@@ -38,6 +38,9 @@ log = logging.getLogger("sidecar")
 
 T = TypeVar("T")
 
+# A server that does not answer a connection attempt (a host gone from the network) is given
+# up on after this long: the request gets 503 DATABASE_UNAVAILABLE.
+CONNECT_SECONDS = 5
 # Until LISTEN/NOTIFY: how often the feed looks for events that other sidecars committed.
 POLL_SECONDS = 1.0
 # Runs of a deadlock's victim alone, after its group, before its caller gets the error.
@@ -142,7 +145,7 @@ class Connection:
 def connect(url: str) -> Connection:
     """An autocommit connection: transactions are begun explicitly, as on SQLite."""
     try:
-        return Connection(psycopg.connect(url, autocommit=True))
+        return Connection(psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_SECONDS))
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(f"cannot reach {redacted(url)}: {_first_line(error)}") from error
 
@@ -361,25 +364,25 @@ class Readers(db.Readers):
     async def open(cls, path: str) -> Readers:
         return await asyncio.to_thread(cls, path)
 
-    def _run(self, connection: Connection, sql: str, parameters: Parameters, all_: bool) -> Any:
+    def _run(self, inline: bool, sql: str, parameters: Parameters, all_: bool) -> Any:
+        connection = self._inline_pg if inline else self._threaded_pg
+        if connection.raw.closed:  # lost earlier (the server went away): connect again first
+            connection = connect(self._url)  # DatabaseUnavailable while it is still away
+            if inline:
+                self._inline_pg = connection
+            else:
+                self._threaded_pg = connection
         try:
             cursor = connection.execute(sql, parameters)
             return cursor.fetchall() if all_ else cursor.fetchone()
         except psycopg.OperationalError as error:
-            if connection.raw.closed:  # reconnect at the next read
-                with contextlib.suppress(DatabaseUnavailable):
-                    fresh = connect(self._url)
-                    if connection is self._inline_pg:
-                        self._inline_pg = fresh
-                    else:
-                        self._threaded_pg = fresh
             raise DatabaseUnavailable(f"{redacted(self._url)}: {_first_line(error)}") from error
 
     def fetch_one(self, sql: str, parameters: Parameters = ()) -> Any:
-        return self._run(self._inline_pg, sql, parameters, all_=False)
+        return self._run(True, sql, parameters, all_=False)
 
     def fetch_all(self, sql: str, parameters: Parameters = ()) -> list[Any]:
-        rows: list[Any] = self._run(self._inline_pg, sql, parameters, all_=True)
+        rows: list[Any] = self._run(True, sql, parameters, all_=True)
         return rows
 
     def data_version(self) -> int:
@@ -388,9 +391,7 @@ class Readers(db.Readers):
         return next(self._version)
 
     async def fetch_bulk(self, sql: str, parameters: Parameters = ()) -> list[Any]:
-        rows: list[Any] = await asyncio.to_thread(
-            self._run, self._threaded_pg, sql, parameters, True
-        )
+        rows: list[Any] = await asyncio.to_thread(self._run, False, sql, parameters, True)
         return rows
 
     async def close(self) -> None:
