@@ -197,3 +197,37 @@ def test_concurrent_writers_never_deadlock_and_events_have_no_gap(database: str)
         ids = [row[0] for row in connection.execute("SELECT id FROM events ORDER BY id")]
         assert ids == list(range(1, len(ids) + 1))
         assert len(ids) > 8
+
+
+async def test_the_service_folds_the_counters_as_it_goes(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sidecar's writer folds the deltas now and then (here at every chance): the delta
+    tables stay at one row a key while the answers stay the same."""
+    from litestar.testing import AsyncTestClient
+
+    from sidecar.app import create_app
+    from sidecar.postgres import backend
+    from sidecar.settings import Settings
+    from tests.conftest import BASE_URL
+    from tests.helpers import create_definition, unlock, upsert
+
+    monkeypatch.setattr(backend, "FOLD_SECONDS", 0.0)
+    async with AsyncTestClient(
+        app=create_app(Settings(db_path=database)), base_url=BASE_URL
+    ) as client:
+        achievement = (await create_definition(client, "Folded"))["id"]
+        for user in range(1, 21):
+            await upsert(client, user, achievement, {"n": user})
+            if user % 2:
+                await unlock(client, user, achievement)
+        stats = (await client.get("/users/achievements/stats")).json()
+        await upsert(client, 99, achievement)  # one more group: the writer folds before it
+        with psycopg.connect(database) as connection:
+            assert mismatches(connection) == {}
+            for table in ("totals", "unlock_histogram"):
+                rows = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                # Folded: one row, and the last write's own deltas (a new user: two in totals);
+                # unfolded, these writes leave 42 in totals.
+                assert rows <= 3, table
+        assert [s["unlockedCount"] for s in stats] == [10]

@@ -21,6 +21,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +42,9 @@ T = TypeVar("T")
 # A server that does not answer a connection attempt (a host gone from the network) is given
 # up on after this long: the request gets 503 DATABASE_UNAVAILABLE.
 CONNECT_SECONDS = 5
+# The counters' deltas (see schema.sql) are folded this often by each sidecar's writer, between
+# groups (one sidecar at a time: the others' calls return at once).
+FOLD_SECONDS = 5.0
 # Until LISTEN/NOTIFY: how often the feed looks for events that other sidecars committed.
 POLL_SECONDS = 1.0
 # Runs of a deadlock's victim alone, after its group, before its caller gets the error.
@@ -214,6 +218,7 @@ class Writer(db.Writer):
         self._url = url
         self._pg: Connection | None = connect(url)
         self._watcher: Callable[[], None] | None = None  # kept across reconnections
+        self._folded_at = time.monotonic()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._after_commit: list[Callable[[], None]] = []
@@ -246,8 +251,10 @@ class Writer(db.Writer):
                 try:
                     first = self._queue.get(timeout=POLL_SECONDS)
                 except queue.Empty:
+                    self._fold_when_due()
                     self._poll()
                     continue
+                self._fold_when_due()
                 if first is _STOP:
                     return
                 group = [first]
@@ -267,6 +274,15 @@ class Writer(db.Writer):
         finally:
             if self._pg is not None:
                 self._pg.close()
+
+    def _fold_when_due(self) -> None:
+        if time.monotonic() - self._folded_at < FOLD_SECONDS or self._pg is None:
+            return
+        self._folded_at = time.monotonic()
+        try:
+            self._pg.execute("SELECT compact_counters()")  # autocommit: its own transaction
+        except psycopg.Error as error:  # the server away: the next fold tries again
+            log.warning("folding the counters failed: %s", _first_line(error))
 
     def _poll(self) -> None:
         """No write for POLL_SECONDS: tell the feed to look for other sidecars' events."""
