@@ -134,11 +134,12 @@ def start_cluster(durable: bool = False) -> Cluster:
         owner = (entry.pw_uid, entry.pw_gid)
         os.chown(directory, *owner)
         run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        bin_dir = _reachable(bin_dir, directory, run_as)
     data = directory / "data"
     process: subprocess.Popen[bytes] | None = None
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
     try:
+        if run_as:
+            bin_dir = _reachable(bin_dir, directory, run_as)
         initdb = subprocess.run(
             [
                 *(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"),
