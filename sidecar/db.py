@@ -341,7 +341,8 @@ class Checkpointer:
 
 @dataclass
 class _Job:
-    run: Callable[[sqlite3.Connection], Any]
+    # A SQLite connection here; PostgreSQL's writer (a subclass) passes its own.
+    run: Callable[[Any], Any]
     future: asyncio.Future[Any]
 
 

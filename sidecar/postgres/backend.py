@@ -23,8 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -36,8 +35,6 @@ from sidecar.errors import ApiError
 from sidecar.postgres import SCHEMA_VERSION, redacted, schema_sql
 
 log = logging.getLogger("sidecar")
-
-T = TypeVar("T")
 
 # A server that does not answer a connection attempt (a host gone from the network) is given
 # up on after this long: the request gets 503 DATABASE_UNAVAILABLE.
@@ -200,23 +197,19 @@ def prepare(url: str) -> None:
 # --- the writer -----------------------------------------------------------------------------
 
 
-@dataclass
-class _Write:
-    run: Callable[[Any], Any]
-    future: asyncio.Future[Any]
-
-
 _STOP = object()
 _RETRIED = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
 class Writer(db.Writer):
-    """The SQLite Writer's interface (run, on_commit, alive, gone, close) on PostgreSQL; a
-    subclass for its type only: every method is its own."""
+    """The SQLite Writer on PostgreSQL: its queue, run, on_commit, alive and delivery of the
+    answers; its own connection, groups, retries and close. No file: never `gone`."""
 
-    def __init__(self, url: str) -> None:  # no super().__init__(): it opens a SQLite file
+    def __init__(self, url: str) -> None:  # not super().__init__(): that opens a SQLite file
         self._url = url
         self._pg: Connection | None = connect(url)
+        self._path = redacted(url)  # for the parent's messages
+        self._gone = False
         self._watcher: Callable[[], None] | None = None  # kept across reconnections
         self._folded_at = time.monotonic()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -226,20 +219,8 @@ class Writer(db.Writer):
         self._thread.start()
 
     @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
     def gone(self) -> bool:
         return False  # a database server has no file to be deleted under us
-
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        self._after_commit.append(callback)
-
-    async def run(self, function: Callable[[Any], T]) -> T:
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Write(function, future))
-        return await future
 
     async def close(self) -> None:
         self._queue.put(_STOP)
@@ -288,9 +269,9 @@ class Writer(db.Writer):
         """No write for POLL_SECONDS: tell the feed to look for other sidecars' events."""
         if self._pg is not None and self._pg.appended is not None:
             self._pg.appended()
-            self._loop.call_soon_threadsafe(self._hand_over, [])
+            self._loop.call_soon_threadsafe(self._deliver, [])
 
-    def _group(self, group: Sequence[_Write]) -> None:
+    def _group(self, group: Sequence[db._Job]) -> None:
         outcomes = self._transaction(group)
         for _ in range(RETRIES):
             again = [job for job, _, error in outcomes if isinstance(error, _RETRIED)]
@@ -300,11 +281,11 @@ class Writer(db.Writer):
             outcomes = settled + list(
                 itertools.chain.from_iterable(self._transaction([job]) for job in again)
             )
-        self._loop.call_soon_threadsafe(self._hand_over, outcomes)
+        self._loop.call_soon_threadsafe(self._deliver, outcomes)
 
     def _transaction(
-        self, group: Sequence[_Write]
-    ) -> list[tuple[_Write, Any, BaseException | None]]:
+        self, group: Sequence[db._Job]
+    ) -> list[tuple[db._Job, Any, BaseException | None]]:
         try:
             if self._pg is None or self._pg.raw.closed:
                 watcher = self._pg.appended if self._pg is not None else self._watcher
@@ -337,7 +318,9 @@ class Writer(db.Writer):
         failure.__cause__ = error
         return failure
 
-    def _one(self, connection: Connection, job: _Write) -> tuple[_Write, Any, BaseException | None]:
+    def _one(
+        self, connection: Connection, job: db._Job
+    ) -> tuple[db._Job, Any, BaseException | None]:
         connection.execute("SAVEPOINT job")
         try:
             result = job.run(connection)
@@ -349,17 +332,6 @@ class Writer(db.Writer):
             return job, None, error
         connection.execute("RELEASE job")
         return job, result, None
-
-    def _hand_over(self, outcomes: list[tuple[_Write, Any, BaseException | None]]) -> None:
-        for job, result, error in outcomes:
-            if job.future.done():
-                continue
-            if error is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(error)
-        for callback in self._after_commit:
-            callback()
 
 
 # --- the readers ----------------------------------------------------------------------------
