@@ -64,6 +64,7 @@ __all__ = [
     "BatchResult",
     "DatabaseBusy",
     "DatabaseGone",
+    "DatabaseUnavailable",
     "FieldError",
     "HeadersTooLarge",
     "IdempotencyKeyReused",
@@ -249,6 +250,12 @@ class DatabaseGone(SidecarError):
     code = "DATABASE_GONE"
 
 
+class DatabaseUnavailable(SidecarError):
+    """The PostgreSQL server cannot be reached; the answer carries Retry-After."""
+
+    code = "DATABASE_UNAVAILABLE"
+
+
 class TooManyStreams(SidecarError):
     code = "TOO_MANY_STREAMS"
 
@@ -295,6 +302,7 @@ ERRORS: dict[str, type[SidecarError]] = {
         StorageError,
         DatabaseBusy,
         DatabaseGone,
+        DatabaseUnavailable,
         TooManyStreams,
         TooManyConnections,
         InternalError,
