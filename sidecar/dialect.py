@@ -23,7 +23,7 @@ class Dialect:
     # definition from being deleted before the write commits.
     key_share = ""
 
-    def lock_user(self, connection: Any, user_id: int, now: str) -> None:
+    def lock_user(self, connection: Any, user_id: int) -> None:
         """Before a write that may create the user or their progress: create the user if new,
         and hold their row until the commit, so that one user's writes run one at a time."""
 

@@ -257,7 +257,7 @@ def upsert_progress(
 ) -> UserAchievement:
     achievement = achievement_id(connection, ref)
     now = utc_now()
-    dialect.of(connection).lock_user(connection, user_id, now)
+    dialect.of(connection).lock_user(connection, user_id)
     _ensure_user(connection, user_id, now)
     row = connection.execute(
         "INSERT INTO user_achievements "
@@ -275,7 +275,7 @@ def unlock_progress(
     connection: sqlite3.Connection, user_id: int, ref: AchievementRef
 ) -> UserAchievementChange:
     achievement = achievement_id(connection, ref)
-    dialect.of(connection).lock_user(connection, user_id, utc_now())
+    dialect.of(connection).lock_user(connection, user_id)
     row = _find_progress(connection, user_id, achievement)
     if row is not None and row[3] is not None:
         return change_from(row, newly_unlocked=False)
@@ -290,7 +290,7 @@ def apply_progress(
 ) -> UserAchievementChange:
     """Run `change(metadata) -> (new_metadata_text, conditions_hold)` on the row, atomically."""
     achievement = achievement_id(connection, ref)
-    dialect.of(connection).lock_user(connection, user_id, utc_now())
+    dialect.of(connection).lock_user(connection, user_id)
     row = _find_progress(connection, user_id, achievement)
     metadata, holds = change(load_metadata(row[4]) if row is not None else {})
     locked = row is None or row[3] is None

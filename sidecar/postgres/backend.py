@@ -94,12 +94,12 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     key_share = " FOR KEY SHARE"
 
-    def lock_user(self, connection: Any, user_id: int, now: str) -> None:
+    def lock_user(self, connection: Any, user_id: int) -> None:
         # ON CONFLICT DO UPDATE locks the row it meets, also when its WHERE changes nothing.
         connection.execute(
             "INSERT INTO users (id, created_at) VALUES (?, ?) "
             "ON CONFLICT (id) DO UPDATE SET created_at = users.created_at WHERE false",
-            (user_id, now),
+            (user_id, store.utc_now()),
         )
 
     def lock_existing_user(self, connection: Any, user_id: int) -> None:
