@@ -253,6 +253,17 @@ def _wait_ready(cluster: Cluster, data: Path) -> None:
     raise Unavailable(f"postgres not ready after {START_SECONDS:g} s")
 
 
+def cluster_or_skip() -> Cluster:
+    """A new cluster; else the test skips with one line saying why (fails in CI, which has
+    all it needs: the test extra ships the server, so there a skip would hide a loss)."""
+    try:
+        return start_cluster()
+    except Unavailable as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"no PostgreSQL for the tests in CI: {error}")
+        pytest.skip(f"no PostgreSQL for the tests: {error}")
+
+
 def session_url() -> Iterator[str]:
     """For a session-scoped fixture: the server's URL, the cluster stopped at the end; skips
     (one line saying why) when there is no server."""
@@ -260,13 +271,7 @@ def session_url() -> Iterator[str]:
     if url:
         yield url
         return
-    try:
-        cluster = start_cluster()
-    except Unavailable as error:
-        # CI has all it needs (the test extra ships the server): there a skip would hide a loss.
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"no PostgreSQL for the tests in CI: {error}")
-        pytest.skip(f"no PostgreSQL for the tests: {error}")
+    cluster = cluster_or_skip()
     try:
         yield cluster.url
     finally:

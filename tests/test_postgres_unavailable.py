@@ -22,10 +22,7 @@ APPLY = f"{PROGRESS}/apply"
 @pytest.fixture
 def cluster() -> Iterator[pg.Cluster]:
     """A cluster of this test's own, since the test stops it."""
-    try:
-        own = pg.start_cluster()
-    except pg.Unavailable as error:
-        pytest.skip(f"no PostgreSQL for the tests: {error}")
+    own = pg.cluster_or_skip()
     try:
         yield own
     finally:
