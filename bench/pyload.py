@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from bench.load import LoadResult
-from bench.workloads import Traffic
+from bench.workloads import Traffic, key, key_prefix
 
 _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
@@ -50,7 +50,14 @@ async def _read_status(reader: asyncio.StreamReader) -> int:
 
 
 async def _connection(
-    host: str, port: int, traffic: Traffic, lane: int, lanes: int, deadline: float, tally: _Tally
+    host: str,
+    port: int,
+    traffic: Traffic,
+    lane: int,
+    lanes: int,
+    deadline: float,
+    tally: _Tally,
+    prefix: str,
 ) -> None:
     rng = random.Random(1000 + lane)
     host_header = f"{host}:{port}"
@@ -62,7 +69,8 @@ async def _connection(
         return
     try:
         while time.perf_counter() < deadline:
-            request = traffic.render(host_header, *traffic.ids(rng, lane, lanes, number))
+            ids = traffic.ids(rng, lane, lanes, number)
+            request = traffic.render(host_header, *ids, key(prefix, lane, number))
             number += 1
             started = time.perf_counter()
             writer.write(request)
@@ -94,9 +102,10 @@ class PythonLoad:
         tally = _Tally()
         started = time.perf_counter()
         deadline = started + seconds
+        prefix = key_prefix()
         await asyncio.gather(
             *(
-                _connection(host, port, traffic, lane, connections, deadline, tally)
+                _connection(host, port, traffic, lane, connections, deadline, tally, prefix)
                 for lane in range(connections)
             )
         )

@@ -4,8 +4,10 @@ Starts `python -m sidecar serve` on a fresh file, seeds 20 definitions, then kee
 clients busy (an asyncio httpx client, each sending its next request when the last is answered)
 with a mix of upsert, apply (with an Idempotency-Key), unlock, get, list and events reads over a
 bounded set of rows, for N minutes (default 10). The server's resident memory (VmRSS) is sampled
-every 10 s. At the end: requests, errors, RSS at minute 2 and at the end, the growth between
-them, and the file's integrity check after a clean stop.
+every 10 s, the size of the `-wal` file on disk every 0.5 s. At the end: requests, errors, RSS
+at minute 2 and at the end, the growth between them, the WAL's peak and final size, the
+idempotency store's size as /metrics gives it (keys, bytes, keys evicted early), and the file's
+integrity check after a clean stop.
 
 Exit status 0 only when every request got a 2xx answer, RSS grew by less than 10% from minute 2
 to the end, the server stopped cleanly and the file is intact; 1 otherwise; 2 when it cannot run.
@@ -43,6 +45,13 @@ DEFINITIONS = "/users/achievements/definitions"
 ACHIEVEMENTS = 20
 USERS = 2_000  # x 20 achievements: at most 40,000 rows, so the data stops growing early
 SAMPLE_SECONDS = 10.0
+WAL_SAMPLE_SECONDS = 0.5  # a stat() each: the WAL grows and is reset between two RSS samples
+# The idempotency store's gauges in /metrics, by what the report calls them.
+STORE_METRICS = {
+    "keys": "sidecar_idempotency_keys",
+    "bytes": "sidecar_idempotency_bytes",
+    "evicted": "sidecar_idempotency_evicted_keys",
+}
 BASELINE_MINUTES = 2.0
 MAX_GROWTH = 0.10
 STARTUP_SECONDS = 30.0
@@ -180,6 +189,42 @@ async def sampler(
         await asyncio.sleep(min(SAMPLE_SECONDS, max(0.0, deadline - now)))
 
 
+def file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # no WAL (yet, or after a checkpoint that removed it)
+        return 0
+
+
+async def wal_sampler(wal: Path, deadline: float, peak: list[int]) -> None:
+    """The largest size of the `-wal` file seen, in peak[0]."""
+    while True:
+        peak[0] = max(peak[0], file_bytes(wal))
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        await asyncio.sleep(min(WAL_SAMPLE_SECONDS, deadline - now))
+
+
+async def store_size(client: httpx.AsyncClient) -> dict[str, float]:
+    """The idempotency store's gauges from /metrics (absent ones left out)."""
+    response = await client.get("/metrics")
+    response.raise_for_status()
+    values = dict(
+        line.split(" ", 1) for line in response.text.splitlines() if line.startswith("sidecar_")
+    )
+    return {label: float(values[name]) for label, name in STORE_METRICS.items() if name in values}
+
+
+@dataclass
+class Files:
+    """What the run measured of the file and the idempotency store."""
+
+    wal_peak: int = 0
+    wal_end: int = 0
+    store: dict[str, float] = field(default_factory=dict)
+
+
 async def seed(client: httpx.AsyncClient) -> None:
     for number in range(1, ACHIEVEMENTS + 1):
         body = {"name": f"Soak {number}", "key": f"soak-{number}"}
@@ -189,7 +234,7 @@ async def seed(client: httpx.AsyncClient) -> None:
 
 
 async def run_load(
-    base_url: str, pid: int, seconds: float, concurrency: int, tally: Tally
+    base_url: str, pid: int, seconds: float, concurrency: int, tally: Tally, files: Files, wal: Path
 ) -> list[tuple[float, int]]:
     # One client (one keep-alive connection) per worker: a shared httpx pool costs more CPU per
     # request as the concurrency grows, and the load generator shares the machine's cores.
@@ -207,7 +252,14 @@ async def run_load(
             worker(Load(client, random.Random(number)), deadline, tally)
             for number, client in enumerate(clients, 1)
         ]
-        await asyncio.gather(sampler(pid, start, deadline, tally, samples), *workers)
+        peak = [0]
+        await asyncio.gather(
+            sampler(pid, start, deadline, tally, samples),
+            wal_sampler(wal, deadline, peak),
+            *workers,
+        )
+        files.wal_peak, files.wal_end = peak[0], file_bytes(wal)
+        files.store = await store_size(clients[0])
     finally:
         for client in clients:
             await client.aclose()
@@ -301,9 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         f"server pid {process.pid} on {db_path}",
         flush=True,
     )
-    tally = Tally()
+    tally, files = Tally(), Files()
+    wal = db_path.with_name(db_path.name + "-wal")
     try:
-        samples = run(run_load(base_url, process.pid, seconds, args.concurrency, tally))
+        samples = run(run_load(base_url, process.pid, seconds, args.concurrency, tally, files, wal))
     finally:
         status = stop_server(process)
     check = integrity(db_path)
@@ -323,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rss at minute {base_second / 60:.1f}: {mib(base_rss)}")
     print(f"rss at the end (minute {end_second / 60:.1f}): {mib(end_rss)}")
     print(f"rss growth: {growth * 100:+.1f}%")
+    print(f"wal peak: {mib(files.wal_peak)}; at the end of the load: {mib(files.wal_end)}")
+    keys, stored = int(files.store.get("keys", 0)), int(files.store.get("bytes", 0))
+    per_key = f" ({stored / keys:,.0f} B a key)" if keys else ""
+    print(
+        f"idempotency store: {keys:,} keys, {mib(stored)}{per_key}, "
+        f"{int(files.store.get('evicted', 0)):,} evicted before their TTL"
+    )
     print(f"server exit status: {status}")
     print(f"integrity_check, foreign_key_check: {check}")
     failed = errors > 0 or growth >= MAX_GROWTH or status != 0 or check != "ok"

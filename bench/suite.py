@@ -43,7 +43,9 @@ QUIET_WAIT_SECONDS = 120.0
 
 P99_LIMIT_MS = 10.0
 LEADERBOARD_P99_MS = 5.0
-SCALE_MINIMUM = 0.85
+# Of the small file's figure, in a single run: the rest is cold B-tree pages of the big file's
+# 77 MiB index, and runs of the same code move by up to 0.11 (issue 17).
+SCALE_MINIMUM = 0.75
 STARTUP_LIMIT_SECONDS = 1.0
 RSS_LIMIT_BYTES = 100_000_000
 BATCH_ITEMS_PER_SECOND = 40_000
@@ -66,6 +68,11 @@ COMPARED = (
     Compared("upsert, one hot row", w.UPSERT_HOT, w.BARE_POST, 0.70),
     Compared("unlock, half new, half repeated", w.UNLOCK_MIX, w.BARE_POST, 0.70),
     Compared("apply `inc`, one hot row", w.APPLY_HOT, w.BARE_POST, 0.65),
+    # What the clients send: a fresh Idempotency-Key on every write, claimed and its answer
+    # stored in the write's own transaction.
+    Compared("upsert, spread, keyed", w.UPSERT_SPREAD_KEYED, w.BARE_POST_KEYED, 0.75),
+    Compared("unlock, half new, half repeated, keyed", w.UNLOCK_MIX_KEYED, w.BARE_POST_KEYED, 0.75),
+    Compared("apply `inc`, spread, keyed", w.APPLY_SPREAD_KEYED, w.BARE_POST_KEYED, 0.75),
     Compared("get progress", w.GET_PROGRESS, w.BARE_GET, 0.75),
     Compared("list, a user with 20 rows", w.LIST_PROGRESS, w.BARE_LIST, 0.75),
 )

@@ -2,13 +2,16 @@
 
 A `Traffic` is one request shape whose `{{u}}` and `{{a}}` placeholders take a user and an
 achievement id per request. bench/lua/workload.lua renders it for wrk; `Traffic.render` does the
-same for the Python load generator, so both send the same requests.
+same for the Python load generator, so both send the same requests. A keyed one carries an
+`Idempotency-Key` never sent before on every request, as both client libraries do: the run's
+prefix (unique to the run), the connection and the request's number (`key`).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 PROGRESS = "/users/achievements/progress"
 
@@ -20,6 +23,7 @@ HOT_USER = 1_000_001  # upsert on one row
 APPLY_USER = 1_000_002  # inc on one row: its count is checked afterwards
 UNLOCKED_USERS = (2_000_001, 100)  # unlocked at seeding: the repeated half of the unlocks
 FRESH_USERS = 3_000_001  # the new half of the unlocks: never used before
+FRESH_KEYED_USERS = 3_500_001  # the same for the keyed unlocks
 LIST_USER = 4_000_001  # 20 rows
 BATCH_USERS = (5_000_001, 100)  # x achievements 1..10: one batch of 1000 apply items
 BATCH_ITEMS = 1000
@@ -40,6 +44,7 @@ class Traffic:
     users: tuple[int, int] = (1, 1)  # (first, count): drawn uniformly
     achievements: tuple[int, int] = (1, 1)
     fresh: int | None = None  # every second request takes a never-used user from here up
+    keyed: bool = False  # a fresh Idempotency-Key on every request
 
     def ids(self, rng: random.Random, lane: int, lanes: int, number: int) -> tuple[int, int]:
         """The ids of request `number` (0-based) of connection `lane` out of `lanes`."""
@@ -49,13 +54,15 @@ class Traffic:
             user = self.users[0] + rng.randrange(self.users[1])
         return user, self.achievements[0] + rng.randrange(self.achievements[1])
 
-    def render(self, host: str, user: int, achievement: int) -> bytes:
-        """The whole HTTP/1.1 request."""
+    def render(self, host: str, user: int, achievement: int, key: str = "") -> bytes:
+        """The whole HTTP/1.1 request (`key` is its Idempotency-Key when the traffic is keyed)."""
 
         def fill(template: str) -> str:
             return template.replace("{{u}}", str(user)).replace("{{a}}", str(achievement))
 
         head = f"{self.method} {fill(self.path)} HTTP/1.1\r\nHost: {host}\r\n"
+        if self.keyed:
+            head += f"Idempotency-Key: {key}\r\n"
         if self.body is None:
             return f"{head}\r\n".encode()
         body = fill(self.body).encode()
@@ -64,11 +71,23 @@ class Traffic:
         ).encode() + body
 
 
+def key_prefix() -> str:
+    """A prefix no earlier run used, so that every key of a run is new to the service."""
+    return f"{time.time_ns():016x}"
+
+
+def key(prefix: str, lane: int, number: int) -> str:
+    """The key of request `number` on connection `lane`: 34 characters, about a UUID's 36 (what
+    the clients send), so that the stored keys weigh what theirs do. The wrk script's twin."""
+    return f"{prefix}-{lane:04d}-{number:012d}"
+
+
 # --- the ceiling ---------------------------------------------------------------------------
 
 BARE_POST = Traffic("POST", "/bare", UPSERT_BODY, SPREAD_USERS, SPREAD_ACHIEVEMENTS)
 BARE_GET = Traffic("GET", "/bare")
 BARE_LIST = Traffic("GET", "/bare/list")
+BARE_POST_KEYED = replace(BARE_POST, keyed=True)  # the same bytes on the wire as a keyed write
 
 # --- the service ---------------------------------------------------------------------------
 
@@ -90,6 +109,10 @@ APPLY_SPREAD = Traffic(
     SPREAD_USERS,
     SPREAD_ACHIEVEMENTS,
 )
+# What the clients send: every write keyed.
+UPSERT_SPREAD_KEYED = replace(UPSERT_SPREAD, keyed=True)
+UNLOCK_MIX_KEYED = replace(UNLOCK_MIX, fresh=FRESH_KEYED_USERS, keyed=True)
+APPLY_SPREAD_KEYED = replace(APPLY_SPREAD, keyed=True)
 GET_PROGRESS = Traffic("GET", PROGRESS + ROW_QUERY, None, SPREAD_USERS, SPREAD_ACHIEVEMENTS)
 LIST_PROGRESS = Traffic("GET", f"{PROGRESS}/list?userId={LIST_USER}")
 

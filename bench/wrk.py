@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from bench.load import LoadResult
-from bench.workloads import Traffic
+from bench.workloads import Traffic, key_prefix
 
 SCRIPT = Path(__file__).resolve().parent / "lua" / "workload.lua"
 MARK = "BENCH "
@@ -40,6 +40,8 @@ def _arguments(traffic: Traffic, threads: int, body_file: str | None) -> list[st
         arguments.append(f"bodyfile={body_file}")
     if traffic.fresh is not None:
         arguments.append(f"fresh={traffic.fresh}")
+    if traffic.keyed:
+        arguments.append(f"keys={key_prefix()}")
     return arguments
 
 

@@ -5,9 +5,12 @@ A bot sends these far more often than anything else, and for them Litestar's per
 machinery (the Request, its parsed query and headers, the handler's call chain) costs more than
 the SQLite work itself. Only the plain, valid form of each request is answered here. A read needs
 exactly the expected query parameters, each once, with ids written canonically. A write needs
-`Content-Type: application/json` exactly, a `Content-Length` within the limit and no
-Idempotency-Key; its body is decoded and checked by the very decoders and commands the Litestar
-handlers use. Anything else (a malformed parameter or body, `achievementKey` in a query,
+`Content-Type: application/json` exactly, a `Content-Length` within the limit and at most one
+valid Idempotency-Key; its body is decoded and checked by the very decoders and commands the
+Litestar handlers use. A keyed write goes through the same `writes.write_with_key` as Litestar's
+(the key claimed and the answer stored in the write's transaction, the same fingerprint), so its
+replays and its IDEMPOTENCY_KEY_REUSED are Litestar's too; both client libraries key every write,
+so this is most writes. Anything else (a malformed parameter or body, `achievementKey` in a query,
 percent-escapes, another method), and any read that fails here, goes on to the Litestar app,
 which owns every validation answer, so validation lives in one place; a write's body is replayed
 to it. A write that reached the writer is never run again: its failure (a 404, a locked
@@ -37,8 +40,8 @@ from sidecar.routes.common import JSON
 from sidecar.routes.progress import BASE, COMMAND_ANSWERS, COMMAND_BODIES, job_of
 from sidecar.routes.stats import LEADERBOARD, LIMIT, OFFSET, RANK_TEMPLATE
 from sidecar.service import Service
-from sidecar.validation import ascii_digits, decode
-from sidecar.writes import write_without_key
+from sidecar.validation import ascii_digits, decode, idempotency_key
+from sidecar.writes import fingerprint, write_with_key, write_without_key
 
 # A canonical integer: no sign, no leading zero, at most 19 digits (the range is checked after).
 _INTEGER = re.compile(rb"0|[1-9][0-9]{0,18}")
@@ -155,8 +158,8 @@ def _error_answer(error: Exception) -> Answer:
     return problem.status, problem_body(problem), headers
 
 
-# Headers that send a write to Litestar: it owns idempotency and chunked bodies.
-_LITESTAR_HEADERS = frozenset((b"idempotency-key", b"transfer-encoding"))
+# What a replayed answer carries beside the headers of its id form.
+_REPLAYED = (b"idempotent-replayed", b"true")
 
 
 def _plain_body_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> int | None:
@@ -168,12 +171,21 @@ def _plain_body_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> in
             content_type = value if content_type is None else b""
         elif name == b"content-length":
             length = value if length is None else b""
-        elif name in _LITESTAR_HEADERS:
+        elif name == b"transfer-encoding":  # a chunked body: Litestar's
             return None
     size = None if length is None else ascii_digits(length.decode("latin-1"))
     if content_type != JSON.encode() or size is None:
         return None
     return size if size <= limit else None
+
+
+def _idempotency_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The request's Idempotency-Key (None without one). Raises for one left to Litestar: a key
+    its validator refuses (Litestar answers the 422), or two of them."""
+    keys = [value for name, value in headers if name.lower() == b"idempotency-key"]
+    if len(keys) > 1:
+        raise ValueError("more than one Idempotency-Key")
+    return idempotency_key({"idempotency-key": keys[0].decode("latin-1")}) if keys else None
 
 
 def _replaying(messages: list[ReceiveMessage], receive: Receive) -> Receive:
@@ -233,7 +245,8 @@ class FastPath:
         self, scope: HTTPScope, receive: Receive, strings: bool
     ) -> tuple[Answer | None, Receive]:
         """The answer to a plain write, or None and a `receive` that replays what was read."""
-        decoder = COMMAND_BODIES.get((scope["method"], scope["path"]))
+        method = scope["method"]
+        decoder = COMMAND_BODIES.get((method, scope["path"]))
         if decoder is None:
             return None, receive
         length = _plain_body_length(scope["headers"], self.max_body_bytes)
@@ -246,15 +259,28 @@ class FastPath:
             if len(body) != length or messages[-1]["type"] != "http.request":
                 raise ValueError("the body was cut short")
             job = job_of(commands.command_of(decode(decoder, body)))
+            key = _idempotency_key(scope["headers"])
+            # The key, and the request's print from the parts Litestar's `request.url` gives.
+            path, query = scope.get("root_path", "") + scope["path"], scope["query_string"]
+            keyed = None if key is None else (key, fingerprint(method, path, query.decode(), body))
         except Exception:
             return None, _replaying(messages, receive)
+        writer, replayed = self.service.writer, False
         try:
-            status, answer = await write_without_key(self.service.writer, job)
+            if keyed is None:
+                status, answer = await write_without_key(writer, job)
+            else:
+                status, answer, replayed = await write_with_key(
+                    writer, job, *keyed, self.service.settings
+                )
         except Exception as error:  # the write ran (or was refused): never run it twice
             return _error_answer(error), receive
-        if strings:
-            answer = idforms.restring(COMMAND_ANSWERS[(scope["method"], scope["path"])], answer)
-        return (status, answer, _json_headers(strings)), receive
+        if strings:  # stored with integer ids: a replay, too, takes the form the retry asks for
+            answer = idforms.restring(COMMAND_ANSWERS[(method, scope["path"])], answer)
+        headers = _json_headers(strings)
+        if replayed:  # where Litestar's response puts it: after the id headers
+            headers = [*_ID_HEADERS[strings], _REPLAYED, _JSON_TYPE]
+        return (status, answer, headers), receive
 
 
 async def _body_messages(receive: Receive) -> list[ReceiveMessage]:

@@ -34,9 +34,11 @@ Run = Callable[[sqlite3.Connection], tuple[int, bytes, bool]]
 _encode = msgspec.json.Encoder().encode
 
 
-def fingerprint(request: Request[Any, Any, Any], body: bytes) -> bytes:
+def fingerprint(method: str, path: str, query: str, body: bytes) -> bytes:
+    """What a replay must repeat: the method, path, query and body (the fast path computes it
+    from the ASGI scope, Litestar from its Request: the same parts, so the same bytes)."""
     digest = hashlib.sha256()
-    for part in (request.method, request.url.path, request.url.query or ""):
+    for part in (method, path, query):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     digest.update(body)
@@ -93,8 +95,18 @@ async def write(request: Request[Any, Any, Any], writer: Writer, job: Job) -> AS
     if key is None:
         return _response(request, *await write_without_key(writer, job), replayed=False)
     settings = request.app.state.service.settings
-    run = _idempotent(job, key, fingerprint(request, await request.body()), settings)
-    return _response(request, *await writer.run(run))
+    url = request.url
+    request_print = fingerprint(request.method, url.path, url.query or "", await request.body())
+    return _response(request, *await write_with_key(writer, job, key, request_print, settings))
+
+
+async def write_with_key(
+    writer: Writer, job: Job, key: str, request_print: bytes, settings: Settings
+) -> tuple[int, bytes, bool]:
+    """The status, encoded answer and whether it is a replay, of `job` under `key`: the key
+    claimed and the answer stored in the write's own transaction (or the stored one given
+    back). Both the Litestar handlers and the fast path write through here."""
+    return await writer.run(_idempotent(job, key, request_print, settings))
 
 
 async def write_without_key(writer: Writer, job: Job) -> tuple[int, bytes]:

@@ -11,6 +11,7 @@ from litestar.types import Message, Receive, Scope, Send
 
 from sidecar import fastpath as fastpath_module
 from sidecar.fastpath import FastPath
+from sidecar.settings import Settings
 from tests.helpers import PROGRESS, create_definition, unlock, upsert
 
 LEADERBOARD = "/users/achievements/leaderboard"
@@ -140,6 +141,7 @@ class FakeService:
     def __init__(self, readers: Any = None, writer: Any = None) -> None:
         self.readers = readers or FakeReaders()
         self.writer = writer or FakeWriter()
+        self.settings = Settings(db_path="unused.db")
 
 
 def fast_path(recorder: Recorder, service: FakeService) -> FastPath:
@@ -259,14 +261,18 @@ def plain_headers(body: bytes, *extra: tuple[bytes, bytes]) -> list[tuple[bytes,
     return [PLAIN[0], (b"content-length", str(len(body)).encode()), *extra]
 
 
+@pytest.mark.parametrize("key", [None, b"k1", b"K " + b"~" * 253], ids=["no key", "key", "longest"])
 @pytest.mark.parametrize(
     ("method", "path"), [("POST", PROGRESS), ("PUT", UNLOCK_PATH), ("POST", APPLY_PATH)]
 )
-async def test_plain_writes_are_answered_without_litestar(method: str, path: str) -> None:
+async def test_plain_writes_are_answered_without_litestar(
+    method: str, path: str, key: bytes | None
+) -> None:
     body = b'{"userId": 1, "achievementId": 2, "ops": []}' if path == APPLY_PATH else UPSERT_BODY
     recorder, service = Recorder(), FakeService()
-    # The body in two pieces, as a server may deliver it.
-    scope = scope_of(path, "", method, plain_headers(body))
+    # The body in two pieces, as a server may deliver it; a key named in any case.
+    extra = [] if key is None else [(b"Idempotency-Key", key)]
+    scope = scope_of(path, "", method, plain_headers(body, *extra))
     sent = await call(fast_path(recorder, service), scope, (body[:5], body[5:]))
     assert recorder.calls == []
     assert service.writer.runs == 1
@@ -276,8 +282,15 @@ async def test_plain_writes_are_answered_without_litestar(method: str, path: str
 @pytest.mark.parametrize(
     ("headers", "body"),
     [
-        (plain_headers(UPSERT_BODY, (b"idempotency-key", b"k1")), UPSERT_BODY),
-        (plain_headers(UPSERT_BODY, (b"Idempotency-Key", b"k1")), UPSERT_BODY),
+        # Keys Litestar refuses with its 422 (empty, too long, not printable ASCII), and two keys.
+        (plain_headers(UPSERT_BODY, (b"idempotency-key", b"")), UPSERT_BODY),
+        (plain_headers(UPSERT_BODY, (b"idempotency-key", b"k" * 256)), UPSERT_BODY),
+        (plain_headers(UPSERT_BODY, (b"idempotency-key", b"k\xe9")), UPSERT_BODY),
+        (plain_headers(UPSERT_BODY, (b"idempotency-key", b"k\x01")), UPSERT_BODY),
+        (
+            plain_headers(UPSERT_BODY, (b"idempotency-key", b"k1"), (b"Idempotency-Key", b"k1")),
+            UPSERT_BODY,
+        ),
         (plain_headers(UPSERT_BODY, (b"transfer-encoding", b"chunked")), UPSERT_BODY),
         ([(b"content-type", b"application/json; charset=utf-8")], UPSERT_BODY),
         ([(b"content-type", b"text/plain"), (b"content-length", b"34")], UPSERT_BODY),
@@ -356,11 +369,12 @@ async def writes_both_ways(
     make_client: Any,
     tmp_path: Any,
     monkeypatch: pytest.MonkeyPatch,
-    writes: list[tuple[str, str, Any]],
+    writes: list[tuple[str, str, Any]] | list[tuple[str, str, Any, dict[str, str]]],
     extra: dict[str, str] | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """The status, headers and body of each write, sent to one service through the fast path
-    and to another through Litestar (a `charset` parameter sends it there)."""
+    and to another through Litestar (a `charset` parameter sends it there); a write's own
+    headers (a fourth member) beside `extra`."""
     # The same clock for both services, so that their answers can be the same bytes.
     ticks: list[str] = []
     monkeypatch.setattr("sidecar.store.utc_now", lambda: ticks.pop(0))
@@ -370,12 +384,12 @@ async def writes_both_ways(
         async with make_client(db_path=tmp_path / f"{len(answers)}.db") as client:
             await create_definition(client, "Fast", key="k")
             got = answers.setdefault(content_type, [])
-            for method, path, body in writes:
+            for method, path, body, *own in writes:
                 response = await client.request(
                     method,
                     path,
                     content=json.dumps(body),
-                    headers={"content-type": content_type, **(extra or {})},
+                    headers={"content-type": content_type, **(extra or {}), **dict(*own)},
                 )
                 headers = {k: v for k, v in response.headers.items() if k != "date"}
                 got.append((response.status_code, headers, response.content))
@@ -479,3 +493,92 @@ async def test_string_id_writes_answer_the_same_bytes_both_ways(
         assert isinstance(row["userId"], str) == (prefer is not None)
     # A metadata member named "userId" is no id: a number in every form.
     assert b'"metadata":{"userId":5}' in fast[0][2]
+
+
+# --- keyed writes: what both client libraries send ------------------------------------------
+
+KEYED_APPLY = {"userId": 7, "achievementId": 1, "ops": [{"op": "inc", "path": "n", "value": 1}]}
+STRING_IDS = {"Prefer": "ids=string"}
+# A fresh key each, the retries (in the other id form too), a key reused for another request
+# (another body, another route), and a refused write under a key (nothing stored: it runs again).
+KEYED_WRITES: list[tuple[str, str, Any, dict[str, str]]] = [
+    ("POST", PROGRESS, {"userId": 7, "achievementId": 1, "metadata": {"n": 1}}, {"k": "u1"}),
+    ("POST", APPLY_PATH, KEYED_APPLY, {"k": "a1"}),
+    ("POST", APPLY_PATH, KEYED_APPLY, {"k": "a1"}),  # replayed: n stays 2
+    ("POST", APPLY_PATH, KEYED_APPLY, {"k": "a1", **STRING_IDS}),  # replayed, ids as strings
+    ("PUT", UNLOCK_PATH, {"userId": SNOWFLAKE, "achievementId": "1"}, {"k": "l1", **STRING_IDS}),
+    ("PUT", UNLOCK_PATH, {"userId": SNOWFLAKE, "achievementId": "1"}, {"k": "l1"}),  # replayed
+    ("PUT", UNLOCK_PATH, {"userId": SNOWFLAKE, "achievementId": 1}, {"k": "l1"}),  # another body
+    ("POST", PROGRESS, {"userId": 7, "achievementId": 1, "metadata": {"n": 1}}, {"k": "a1"}),
+    ("POST", PROGRESS, {"userId": 7, "achievementId": 99}, {"k": "u2"}),  # 404, not stored
+    ("POST", APPLY_PATH, {**KEYED_APPLY, "userId": 8}, {"k": "u2"}),  # so u2 is fresh here
+    ("POST", PROGRESS, {"userId": 7, "achievementId": 1, "metadata": {"n": 1}}, {"k": "u1"}),
+]
+KEYED_STATUSES = [200] * 6 + [422, 422, 404, 200, 200]
+REPLAYS = [2, 3, 5, 10]
+
+
+def keyed(writes: list[tuple[str, str, Any, dict[str, str]]]) -> list[Any]:
+    """The writes with their "k" as the Idempotency-Key header."""
+    return [
+        (
+            method,
+            path,
+            body,
+            {
+                ("Idempotency-Key" if name == "k" else name): value
+                for name, value in headers.items()
+            },
+        )
+        for method, path, body, headers in writes
+    ]
+
+
+async def test_keyed_writes_answer_the_same_bytes_both_ways_and_here(
+    make_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answered_here: list[int] = []
+    keyed_write = fastpath_module.write_with_key
+
+    async def counted(*args: Any) -> Any:
+        answered_here.append(1)
+        return await keyed_write(*args)
+
+    monkeypatch.setattr(fastpath_module, "write_with_key", counted)
+    # The test's clock (writes_both_ways) stands days back: keep its keys within their TTL.
+    monkeypatch.setattr("sidecar.store.timestamp_before", lambda _: "2026-12-01T00:00:00.000Z")
+    fast, slow = await writes_both_ways(make_client, tmp_path, monkeypatch, keyed(KEYED_WRITES))
+    for number, (got, expected) in enumerate(zip(fast, slow, strict=True)):
+        assert got == expected, number
+        assert list(got[1].items()) == list(expected[1].items()), number  # in the same order
+    assert len(answered_here) == len(KEYED_WRITES)  # the fast path answered every one itself
+    assert [status for status, _, _ in fast] == KEYED_STATUSES
+    for number, (status, headers, content) in enumerate(fast):
+        assert (headers.get("idempotent-replayed") == "true") == (number in REPLAYS), number
+        if status == 422:
+            assert json.loads(content)["code"] == "IDEMPOTENCY_KEY_REUSED"
+    # A replay is the first answer, in the id form the retry asks for.
+    assert fast[3][1]["preference-applied"] == "ids=string" and fast[3][1]["vary"] == "Prefer"
+    ids = {"id": "1", "userId": "7", "achievementId": "1"}
+    assert json.loads(fast[3][2]) == {**json.loads(fast[1][2]), **ids}
+    assert "preference-applied" not in fast[5][1]
+    assert json.loads(fast[5][2])["userId"] == int(SNOWFLAKE)
+    assert fast[2][2] == fast[1][2] and fast[10][2] == fast[0][2]
+
+
+async def test_a_key_stored_on_one_path_is_replayed_on_the_other(client: Any) -> None:
+    """One fingerprint: a write keyed on the fast path is replayed by Litestar, and back."""
+    await create_definition(client, "Fast", key="k")
+    answers = []
+    for key, content_types in (("f", ("", "; charset=utf-8")), ("s", ("; charset=utf-8", ""))):
+        for content_type in content_types:
+            response = await client.post(
+                APPLY_PATH,
+                content=json.dumps(KEYED_APPLY),
+                headers={"content-type": f"application/json{content_type}", "Idempotency-Key": key},
+            )
+            answers.append(response)
+    assert [a.status_code for a in answers] == [200] * 4
+    assert [a.headers.get("idempotent-replayed") for a in answers] == [None, "true"] * 2
+    assert answers[1].content == answers[0].content and answers[3].content == answers[2].content
+    assert json.loads(answers[2].content)["metadata"] == {"n": 2}  # each key applied once

@@ -1,11 +1,13 @@
 -- The request half of every wrk run: one request shape, given as arguments after `--`:
 --
 --   method=POST path=/users/achievements/progress bodyfile=/tmp/body.json
---   users=1:1000 achievements=1:10 fresh=3000001
+--   users=1:1000 achievements=1:10 fresh=3000001 keys=PREFIX
 --
 -- {{u}} and {{a}} in the path and the body become a user and an achievement id drawn uniformly
 -- from users=FIRST:COUNT and achievements=FIRST:COUNT. With fresh=N, every second request takes
--- a user never used before (N, N+1, ... shared out between the threads) instead.
+-- a user never used before (N, N+1, ... shared out between the threads) instead. With
+-- keys=PREFIX, every request carries an Idempotency-Key never sent before: the prefix (unique to
+-- the run), the thread and the request's number, as bench.workloads.key makes it.
 -- bench/workloads.py renders the same shapes for the Python load generator.
 
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
@@ -15,6 +17,7 @@ local method, path, body, fixed
 local headers = {}
 local users, achievements = {1, 1}, {1, 1}
 local fresh, lanes, taken = nil, 1, 0
+local keys = nil
 
 local function range(text)
   local first, count = text:match("^(%d+):(%d+)$")
@@ -50,13 +53,14 @@ function init(args)
   if options.users then users = range(options.users) end
   if options.achievements then achievements = range(options.achievements) end
   fresh = tonumber(options.fresh)
+  keys = options.keys
   lanes = tonumber(options.threads or "1")
   math.randomseed(1000 + index)
   -- wrk calls request() once on the first thread to check it before the run: not a real send.
   if index == 0 then
     sent = -1
   end
-  if not (path .. (body or "")):find("{{", 1, true) then
+  if not keys and not (path .. (body or "")):find("{{", 1, true) then
     fixed = wrk.format(method, path, headers, body)
   end
 end
@@ -75,5 +79,8 @@ function request()
   end
   local achievement = achievements[1] + math.random(0, achievements[2] - 1)
   local u, a = string.format("%d", user), string.format("%d", achievement)
+  if keys then
+    headers["Idempotency-Key"] = string.format("%s-%04d-%012d", keys, index, sent)
+  end
   return wrk.format(method, fill(path, u, a), headers, fill(body, u, a))
 end
