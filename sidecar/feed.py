@@ -85,11 +85,13 @@ class Feed:
         self._wanted = asyncio.Event()  # committed events wait for the shared reader
         self._cursor = 0  # the last event id handed to the streams
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._readers: db.Readers | None = None
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self, writer: db.Writer, readers: db.Readers, max_streams: int) -> None:
         self._loop = asyncio.get_running_loop()
         self.max_streams = max_streams
+        self._readers = readers
         self._cursor = store.last_event_id(readers)
         await writer.run(partial(store.watch_appended_events, appended=self._note_from_writer))
         writer.on_commit(self._committed)
@@ -98,6 +100,11 @@ class Feed:
     def subscribe(self) -> Subscription:
         if len(self._streams) >= self.max_streams:
             raise TooManyStreams
+        if not self._streams and self._readers is not None:
+            # Nothing was read while no stream was open: start after what is committed now. The
+            # new stream reads the file from its own cursor after subscribing, so an event
+            # committed before this point reaches it from there, and a later one from here.
+            self._cursor = store.last_event_id(self._readers)
         subscription = Subscription(self)
         self._streams.add(subscription)
         return subscription
@@ -134,7 +141,8 @@ class Feed:
         # A group that failed also lands here: its notes cost one read that finds nothing.
         if self._appended:
             self._appended = False
-            self._wanted.set()
+            if self._streams:  # with no stream open, a read would hand its events to nobody
+                self._wanted.set()
 
     async def _fan_out(self, readers: db.Readers) -> None:
         while True:

@@ -159,6 +159,21 @@ async def test_idle_streams_cost_no_query_per_commit(db_path: Path) -> None:
         assert app.state.service.feed.open_streams == 0
 
 
+async def test_with_no_stream_open_unlocks_cost_no_event_read(db_path: Path) -> None:
+    """The shared reader reads only for open streams; a stream opened later misses nothing."""
+    async with app_and_client(db_path) as (app, client):
+        achievement = (await create_definition(client, "A"))["id"]
+        reads = count_event_reads(app)
+        await unlock_many(client, achievement, range(1, 21))
+        await asyncio.sleep(0.1)  # a read woken by those commits would have run by now
+        assert reads == []
+        late = AsgiStream(app)
+        await until(lambda: late.ids == list(range(1, 21)), "the earlier events, from the file")
+        await unlock_many(client, achievement, range(21, 31))
+        await until(lambda: late.ids == list(range(1, 31)), "the later events, from the reader")
+        await late.close()
+
+
 async def test_every_stream_gets_every_event_once_in_order(db_path: Path) -> None:
     async with app_and_client(db_path) as (app, client):
         achievement = (await create_definition(client, "A"))["id"]
