@@ -313,10 +313,12 @@ def query_function(url: str) -> Callable[..., list[tuple[Any, ...]]]:
     """`query(statement, *params)` on the database, with the store's placeholders; committed."""
     import psycopg
 
+    from sidecar.postgres import text
     from sidecar.postgres.backend import translate
 
     def query(statement: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(url, autocommit=True) as connection:
+            text.adapt(connection)  # strings as the store reads them (U+0000 unescaped)
             cursor = connection.execute(translate(statement), params or None)
             return cursor.fetchall() if cursor.description else []
 

@@ -31,8 +31,7 @@ from psycopg import errors as pg_errors
 from sidecar import db, store
 from sidecar.db import MAX_GROUP, DatabaseError, DatabaseUnavailable, Parameters
 from sidecar.dialect import Dialect
-from sidecar.errors import ApiError
-from sidecar.postgres import SCHEMA_VERSION, redacted, schema_sql
+from sidecar.postgres import SCHEMA_VERSION, redacted, schema_sql, text
 
 log = logging.getLogger("sidecar")
 
@@ -129,15 +128,7 @@ class Connection:
     def execute(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Any]:
         if sql is store.APPEND_EVENT and self.appended is not None:
             self.appended()
-        try:
-            return self.raw.execute(translate(sql), parameters or None)
-        except psycopg.DataError as error:
-            if "NUL" not in str(error):
-                raise
-            # SQLite stores U+0000 in text; PostgreSQL's text cannot hold it.
-            raise ApiError(
-                422, "VALIDATION_FAILED", "text with U+0000 cannot be stored on PostgreSQL"
-            ) from error
+        return self.raw.execute(translate(sql), parameters or None)
 
     def close(self) -> None:
         self.raw.close()
@@ -146,9 +137,11 @@ class Connection:
 def connect(url: str) -> Connection:
     """An autocommit connection: transactions are begun explicitly, as on SQLite."""
     try:
-        return Connection(psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_SECONDS))
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_SECONDS)
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(f"cannot reach {redacted(url)}: {_first_line(error)}") from error
+    text.adapt(raw)  # U+0000 in names and descriptions (sidecar/postgres/text.py)
+    return Connection(raw)
 
 
 def _first_line(error: BaseException) -> str:
