@@ -17,7 +17,7 @@ a new version) drops it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 
 # 128 answers of at most 32 KiB (a user with ~150 rows): at most 4 MiB.
 ENTRIES = 128
@@ -31,7 +31,9 @@ class AnswerCache:
         self._version: int | None = None
         self._answers: OrderedDict[Hashable, bytes] = OrderedDict()
 
-    def answer(self, version: int, key: Hashable, compute: Callable[[], bytes]) -> bytes:
+    async def answer(
+        self, version: int, key: Hashable, compute: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
         """The answer kept for `key` while the database is at `version`, else `compute()`'s
         (kept, least recently used dropped first, unless larger than the limit)."""
         if version != self._version:
@@ -41,8 +43,10 @@ class AnswerCache:
         if kept is not None:
             self._answers.move_to_end(key)
             return kept
-        answer = compute()
-        if len(answer) <= self._largest_bytes:
+        answer = await compute()
+        # Kept only if no newer version was seen meanwhile (a compute that waits for a reader
+        # thread, on PostgreSQL): else an answer older than its version would be kept.
+        if self._version == version and len(answer) <= self._largest_bytes:
             self._answers[key] = answer
             if len(self._answers) > self._entries:
                 self._answers.popitem(last=False)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 
 from litestar.enums import ScopeType
@@ -90,17 +90,17 @@ def _prefers_string_ids(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return bool(values) and idforms.prefers_string_ids(values)
 
 
-def _get(readers: Readers, query: bytes, strings: bool) -> bytes | None:
+async def _get(readers: Readers, query: bytes, strings: bool) -> bytes | None:
     found = _query(query, _GET_PARAMETERS)
     if found is None:
         return None
     user, achievement = _id(found[b"userId"]), _id(found[b"achievementId"])
     if user is None or achievement is None:
         return None
-    return idforms.encode(store.get_progress(readers, user, achievement), strings)
+    return idforms.encode(await readers.read(store.get_progress, user, achievement), strings)
 
 
-def _list(readers: Readers, query: bytes, strings: bool, kept: AnswerCache) -> bytes | None:
+async def _list(readers: Readers, query: bytes, strings: bool, kept: AnswerCache) -> bytes | None:
     found = _query(query, _LIST_PARAMETERS)
     if found is None:
         return None
@@ -108,28 +108,28 @@ def _list(readers: Readers, query: bytes, strings: bool, kept: AnswerCache) -> b
     unlocked_only = _BOOLEANS.get(found.get(b"unlockedOnly", b"false"))
     if user is None or unlocked_only is None:
         return None
-    return kept.answer(
-        readers.data_version(),
-        (user, unlocked_only, strings),
-        lambda: idforms.encode(store.list_progress(readers, user, unlocked_only), strings),
-    )
+
+    async def compute() -> bytes:
+        return idforms.encode(await readers.read(store.list_progress, user, unlocked_only), strings)
+
+    return await kept.answer(readers.data_version(), (user, unlocked_only, strings), compute)
 
 
-def _leaderboard(readers: Readers, query: bytes, strings: bool) -> bytes | None:
+async def _leaderboard(readers: Readers, query: bytes, strings: bool) -> bytes | None:
     found = _query(query, _LEADERBOARD_PARAMETERS)
     if found is None:
         return None
     limit, offset = _bounded(found, b"limit", LIMIT), _bounded(found, b"offset", OFFSET)
     if limit is None or offset is None:
         return None
-    return idforms.encode(store.leaderboard(readers, limit, offset), strings)
+    return idforms.encode(await readers.read(store.leaderboard, limit, offset), strings)
 
 
-def _rank(readers: Readers, user_text: str, strings: bool) -> bytes | None:
+async def _rank(readers: Readers, user_text: str, strings: bool) -> bytes | None:
     user = _id(user_text.encode())
     if user is None:
         return None
-    return idforms.encode(store.leaderboard_entry(readers, user), strings)
+    return idforms.encode(await readers.read(store.leaderboard_entry, user), strings)
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -205,7 +205,7 @@ class FastPath:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
-        self._routes: dict[str, Callable[[Readers, bytes, bool], bytes | None]] = {
+        self._routes: dict[str, Callable[[Readers, bytes, bool], Awaitable[bytes | None]]] = {
             BASE: _get,
             LIST: partial(_list, kept=AnswerCache()),
             LEADERBOARD: _leaderboard,
@@ -217,7 +217,7 @@ class FastPath:
             strings = _prefers_string_ids(scope["headers"])
             answer: Answer | None
             if scope["method"] == "GET":
-                body, template = self._read(scope, strings)
+                body, template = await self._read(scope, strings)
                 answer = None if body is None else (200, body, _json_headers(strings))
             else:
                 answer, receive = await self._write(scope, receive, strings)
@@ -227,16 +227,16 @@ class FastPath:
                 return
         await self.app(scope, receive, send)
 
-    def _read(self, scope: HTTPScope, strings: bool) -> tuple[bytes | None, str]:
+    async def _read(self, scope: HTTPScope, strings: bool) -> tuple[bytes | None, str]:
         """The answer to a plain read (None for any other request) and its route's template."""
         path, query = scope["path"], scope["query_string"]
         try:
             route = self._routes.get(path)
             if route is not None:
-                return route(self.service.readers, query, strings), path
+                return await route(self.service.readers, query, strings), path
             parent, _, user = path.rpartition("/")
             if parent == LEADERBOARD and not query:
-                return _rank(self.service.readers, user, strings), RANK_TEMPLATE
+                return await _rank(self.service.readers, user, strings), RANK_TEMPLATE
         except Exception:
             pass  # the Litestar handler answers it, with its error if it fails too (404 and all)
         return None, path

@@ -92,19 +92,23 @@ class Feed:
         self._loop = asyncio.get_running_loop()
         self.max_streams = max_streams
         self._readers = readers
-        self._cursor = store.last_event_id(readers)
+        self._cursor = await readers.read(store.last_event_id)
         await writer.run(partial(store.watch_appended_events, appended=self._note_from_writer))
         writer.on_commit(self._committed)
         self._reader = asyncio.create_task(self._fan_out(readers))
 
-    def subscribe(self) -> Subscription:
+    async def subscribe(self) -> Subscription:
         if len(self._streams) >= self.max_streams:
             raise TooManyStreams
         if not self._streams and self._readers is not None:
             # Nothing was read while no stream was open: start after what is committed now. The
             # new stream reads the file from its own cursor after subscribing, so an event
             # committed before this point reaches it from there, and a later one from here.
-            self._cursor = store.last_event_id(self._readers)
+            last = await self._readers.read(store.last_event_id)
+            if len(self._streams) >= self.max_streams:  # others subscribed meanwhile
+                raise TooManyStreams
+            if not self._streams:  # else the reader has run on from there for them
+                self._cursor = last
         subscription = Subscription(self)
         self._streams.add(subscription)
         return subscription

@@ -98,11 +98,15 @@ class LeaderboardEntry(Wire):
     last_unlocked_at: str
 
 
-class Health(Wire):
+class Health(Wire, kw_only=True):
+    """By backend: `sqliteVersion`, or `postgresqlVersion` and `databaseUrl` (no password)."""
+
     status: str
     database: str
     schema_version: int
-    sqlite_version: str
+    sqlite_version: str | UnsetType = UNSET
+    postgresql_version: str | UnsetType = UNSET
+    database_url: str | UnsetType = UNSET
     version: str
 
 

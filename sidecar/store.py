@@ -574,8 +574,13 @@ def idempotency_usage(readers: Readers) -> tuple[int, int, int]:
     return int(keys), int(size), int(evicted)
 
 
-def ping(readers: Readers) -> None:
-    readers.fetch_one("SELECT 1")
+# The database's schema version and its engine's version (PostgreSQL: backend.REWRITES).
+HEALTH = "SELECT user_version, sqlite_version() FROM pragma_user_version"
+
+
+def health(readers: Readers) -> tuple[int, str]:
+    schema_version, engine_version = readers.fetch_one(HEALTH)
+    return int(schema_version), str(engine_version)
 
 
 async def table_rows(readers: Readers) -> dict[str, int]:

@@ -23,58 +23,58 @@ class Computed:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self) -> bytes:
+    async def __call__(self) -> bytes:
         self.calls += 1
         return f"answer {self.calls}".encode()
 
 
-def test_an_answer_is_kept_while_the_version_stays() -> None:
+async def test_an_answer_is_kept_while_the_version_stays() -> None:
     cache, compute = AnswerCache(), Computed()
-    assert cache.answer(1, "u1", compute) == b"answer 1"
-    assert cache.answer(1, "u1", compute) == b"answer 1"
+    assert await cache.answer(1, "u1", compute) == b"answer 1"
+    assert await cache.answer(1, "u1", compute) == b"answer 1"
     assert compute.calls == 1
-    assert cache.answer(1, "u2", compute) == b"answer 2"  # another key is its own answer
+    assert await cache.answer(1, "u2", compute) == b"answer 2"  # another key is its own answer
 
 
-def test_a_new_version_drops_every_answer() -> None:
+async def test_a_new_version_drops_every_answer() -> None:
     cache, compute = AnswerCache(), Computed()
-    cache.answer(1, "u1", compute)
-    cache.answer(1, "u2", compute)
-    assert cache.answer(2, "u1", compute) == b"answer 3"
-    assert cache.answer(2, "u2", compute) == b"answer 4"
+    await cache.answer(1, "u1", compute)
+    await cache.answer(1, "u2", compute)
+    assert await cache.answer(2, "u1", compute) == b"answer 3"
+    assert await cache.answer(2, "u2", compute) == b"answer 4"
     # Back at a version seen before (data_version values are not ordered): still recomputed.
-    assert cache.answer(1, "u1", compute) == b"answer 5"
+    assert await cache.answer(1, "u1", compute) == b"answer 5"
 
 
-def test_the_least_recently_used_answer_goes_first() -> None:
+async def test_the_least_recently_used_answer_goes_first() -> None:
     cache, compute = AnswerCache(entries=2), Computed()
-    cache.answer(1, "a", compute)
-    cache.answer(1, "b", compute)
-    cache.answer(1, "a", compute)  # a is now the most recent
-    cache.answer(1, "c", compute)  # drops b
+    await cache.answer(1, "a", compute)
+    await cache.answer(1, "b", compute)
+    await cache.answer(1, "a", compute)  # a is now the most recent
+    await cache.answer(1, "c", compute)  # drops b
     assert compute.calls == 3
-    cache.answer(1, "a", compute)
+    await cache.answer(1, "a", compute)
     assert compute.calls == 3
-    cache.answer(1, "b", compute)
+    await cache.answer(1, "b", compute)
     assert compute.calls == 4
 
 
-def test_an_answer_over_the_size_limit_is_not_kept() -> None:
+async def test_an_answer_over_the_size_limit_is_not_kept() -> None:
     cache, compute = AnswerCache(largest_bytes=len(b"answer 1") - 1), Computed()
-    cache.answer(1, "u1", compute)
-    cache.answer(1, "u1", compute)
+    await cache.answer(1, "u1", compute)
+    await cache.answer(1, "u1", compute)
     assert compute.calls == 2
 
 
-def test_a_failing_compute_keeps_nothing() -> None:
+async def test_a_failing_compute_keeps_nothing() -> None:
     cache = AnswerCache()
 
-    def fails() -> bytes:
+    async def fails() -> bytes:
         raise sqlite3.OperationalError("disk I/O error")
 
     with pytest.raises(sqlite3.OperationalError):
-        cache.answer(1, "u1", fails)
-    assert cache.answer(1, "u1", Computed()) == b"answer 1"
+        await cache.answer(1, "u1", fails)
+    assert await cache.answer(1, "u1", Computed()) == b"answer 1"
 
 
 def listed(client: httpx.Client, user: int) -> list[dict[str, Any]]:

@@ -124,6 +124,9 @@ class FakeReaders:
     def data_version(self) -> int:
         return 1
 
+    async def read(self, read: Any, *args: Any) -> Any:
+        return read(self, *args)
+
 
 class FakeWriter:
     def __init__(self, fails: bool = False) -> None:

@@ -26,10 +26,18 @@ def redacted(database: str) -> str:
     if not is_url(database):
         return database
     parts = urllib.parse.urlsplit(database)
-    if parts.password is None:
-        return database
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    # libpq also takes the password as a parameter: ...?password=secret
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(name in _SECRETS for name, _ in query):
+        hidden = [(name, "***" if name in _SECRETS else value) for name, value in query]
+        parts = parts._replace(query=urllib.parse.urlencode(hidden, safe="*"))
+    return urllib.parse.urlunsplit(parts)
+
+
+_SECRETS = ("password", "sslpassword")
 
 
 def refusal(command: str) -> str:

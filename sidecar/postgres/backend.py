@@ -23,7 +23,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -34,6 +35,9 @@ from sidecar.dialect import Dialect
 from sidecar.postgres import SCHEMA_VERSION, redacted, schema_sql, text
 
 log = logging.getLogger("sidecar")
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 # A server that does not answer a connection attempt (a host gone from the network) is given
 # up on after this long: the request gets 503 DATABASE_UNAVAILABLE.
@@ -64,6 +68,7 @@ REWRITES = {
     store.LATER_IN_UPSERT: _later("user_achievements.updated_at"),
     store.LAST_EVENT_ID: "SELECT last_id FROM event_counter",
     store.COUNT_EVICTED: "INSERT INTO idempotency_usage (evicted) VALUES (?)",
+    store.HEALTH: "SELECT version, current_setting('server_version') FROM schema_version",
 }
 
 # A string literal, a quoted name, a `::` cast, or a placeholder (`?` or `:name`), or a `%`.
@@ -329,41 +334,61 @@ class Writer(db.Writer):
 
 # --- the readers ----------------------------------------------------------------------------
 
+# Reads at once, each on its own thread and connection (per sidecar).
+READER_THREADS = 4
+
 
 class Readers(db.Readers):
-    """The SQLite Readers' interface on two autocommit connections: one for the small reads
-    (run inline, as on SQLite: a round trip to a local server), one for the bulk reads, in a
-    thread. Each read sees every transaction committed before it, by any sidecar."""
+    """The SQLite Readers' interface on a pool of reader threads, each with its own autocommit
+    connection. Every read, bounded or bulk, runs on a reader thread: a round trip to the server
+    (and a reconnection, up to CONNECT_SECONDS, while it is away) never stalls the event loop,
+    and a slow read holds one thread, not the others. Each read sees every transaction committed
+    before it, by any sidecar."""
 
     def __init__(self, url: str) -> None:  # no super().__init__(): it holds SQLite connections
         self._url = url
-        self._inline_pg = connect(url)
-        self._threaded_pg = connect(url)
+        self._pool = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="sidecar-reader")
+        self._local = threading.local()  # each reader thread's connection
+        self._connections: list[Connection] = []  # every one, to close them at the end
+        self._lock = threading.Lock()
         self._version = itertools.count()
 
     @classmethod
     async def open(cls, path: str) -> Readers:
-        return await asyncio.to_thread(cls, path)
+        readers = cls(path)
+        await readers._off_loop(functools.partial(readers.fetch_one, "SELECT 1"))  # reachable?
+        return readers
 
-    def _run(self, inline: bool, sql: str, parameters: Parameters, all_: bool) -> Any:
-        connection = self._inline_pg if inline else self._threaded_pg
-        if connection.raw.closed:  # lost earlier (the server went away): connect again first
+    async def read(
+        self, read: Callable[Concatenate[db.Readers, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`read(self, *args, **kwargs)` on a reader thread."""
+        return await self._off_loop(functools.partial(read, self, *args, **kwargs))
+
+    async def _off_loop(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def _connection(self) -> Connection:
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if connection is None or connection.raw.closed:  # the first, or lost (server away)
             connection = connect(self._url)  # DatabaseUnavailable while it is still away
-            if inline:
-                self._inline_pg = connection
-            else:
-                self._threaded_pg = connection
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _run(self, sql: str, parameters: Parameters, all_: bool) -> Any:
         try:
-            cursor = connection.execute(sql, parameters)
+            cursor = self._connection().execute(sql, parameters)
             return cursor.fetchall() if all_ else cursor.fetchone()
         except psycopg.OperationalError as error:
             raise DatabaseUnavailable(f"{redacted(self._url)}: {_first_line(error)}") from error
 
     def fetch_one(self, sql: str, parameters: Parameters = ()) -> Any:
-        return self._run(True, sql, parameters, all_=False)
+        return self._run(sql, parameters, all_=False)
 
     def fetch_all(self, sql: str, parameters: Parameters = ()) -> list[Any]:
-        rows: list[Any] = self._run(True, sql, parameters, all_=True)
+        rows: list[Any] = self._run(sql, parameters, all_=True)
         return rows
 
     def data_version(self) -> int:
@@ -372,9 +397,11 @@ class Readers(db.Readers):
         return next(self._version)
 
     async def fetch_bulk(self, sql: str, parameters: Parameters = ()) -> list[Any]:
-        rows: list[Any] = await asyncio.to_thread(self._run, False, sql, parameters, True)
-        return rows
+        return await self._off_loop(functools.partial(self.fetch_all, sql, parameters))
 
     async def close(self) -> None:
-        self._inline_pg.close()
-        self._threaded_pg.close()
+        await asyncio.to_thread(self._pool.shutdown)
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()

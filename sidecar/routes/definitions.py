@@ -149,7 +149,9 @@ async def list_definitions(request: Request[Any, Any, Any]) -> ASGIResponse:
 async def get_definition(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Get a definition by id."""
     achievement = parse_id(request.path_params["id"], "id")
-    return answer(request, store.get_achievement(service_of(request).readers, achievement))
+    return answer(
+        request, await service_of(request).readers.read(store.get_achievement, achievement)
+    )
 
 
 @put(
@@ -233,7 +235,7 @@ async def upsert_definition_by_key(request: Request[Any, Any, Any]) -> ASGIRespo
 async def get_definition_by_key(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Get a definition by key."""
     key = key_param(request.path_params["key"])
-    return answer(request, store.get_achievement(service_of(request).readers, key))
+    return answer(request, await service_of(request).readers.read(store.get_achievement, key))
 
 
 @delete(

@@ -64,7 +64,7 @@ async def _frames(service: Service, after: int, strings: bool) -> AsyncIterator[
     """What is in the file after `after`, then the events the shared reader hands over."""
     feed = service.feed
     try:
-        subscription = feed.subscribe()
+        subscription = await feed.subscribe()
     except TooManyStreams:
         return  # others got in since the handler's check; the client retries
     try:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from litestar import Request, get
 from litestar.response.base import ASGIResponse
 
-from sidecar import __version__, store
-from sidecar.db import SCHEMA_VERSION, DatabaseGone, WriterStopped
+from sidecar import __version__, postgres, store
+from sidecar.db import DatabaseGone, WriterStopped
 from sidecar.models import Health
 from sidecar.routes.common import answer, service_of
 
@@ -25,8 +24,15 @@ async def get_health(request: Request[Any, Any, Any]) -> ASGIResponse:
         raise DatabaseGone(f"{service.settings.db_path} was deleted or replaced")
     if not service.writer.alive:
         raise WriterStopped("the writer thread has stopped")
-    store.ping(service.readers)
-    return answer(request, Health("ok", "ok", SCHEMA_VERSION, sqlite3.sqlite_version, __version__))
+    schema_version, engine_version = await service.readers.read(store.health)
+    database = service.settings.db_path
+    engine = {"sqlite_version": engine_version}
+    if postgres.is_url(database):  # and which database, never with its password
+        engine = {"postgresql_version": engine_version, "database_url": postgres.redacted(database)}
+    health = Health(
+        status="ok", database="ok", schema_version=schema_version, version=__version__, **engine
+    )
+    return answer(request, health)
 
 
 @get("/metrics", opt={"text": "text/plain"})
@@ -35,7 +41,7 @@ async def get_metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
     service = service_of(request)
     rows = await store.table_rows(service.readers)
     metrics = request.app.state.metrics
-    keys, size, evicted = store.idempotency_usage(service.readers)
+    keys, size, evicted = await service.readers.read(store.idempotency_usage)
     metrics.idempotency_keys.set(keys)
     metrics.idempotency_bytes.set(size)
     metrics.idempotency_evicted.set(evicted)

@@ -27,7 +27,7 @@ async def index_page(request: Request[Any, Any, Any]) -> ASGIResponse:
     readers = service_of(request).readers
     definitions = await store.list_achievements(readers)
     stats = await store.achievement_stats(readers)
-    board = store.leaderboard(readers, LEADERBOARD_SIZE, 0)
+    board = await readers.read(store.leaderboard, LEADERBOARD_SIZE, 0)
     return _html(pages.render_index(definitions, stats, board))
 
 
@@ -37,10 +37,10 @@ async def profile_page(request: Request[Any, Any, Any]) -> ASGIResponse:
     user = parse_id(request.path_params["userId"], "userId")
     readers = service_of(request).readers
     definitions = await store.list_achievements(readers)
-    progress = store.list_progress(readers, user, False)
+    progress = await readers.read(store.list_progress, user, False)
     stats = await store.achievement_stats(readers)
     try:
-        entry = store.leaderboard_entry(readers, user)
+        entry = await readers.read(store.leaderboard_entry, user)
     except ApiError:  # no unlock yet: not on the leaderboard
         entry = None
     return _html(pages.render_profile(user, definitions, progress, stats, entry))

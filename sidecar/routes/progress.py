@@ -88,7 +88,9 @@ async def upsert_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
 async def get_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     """Get one user's progress on one achievement (`null` when there is none)."""
     user, achievement = user_param(request), achievement_param(request)
-    return answer(request, store.get_progress(service_of(request).readers, user, achievement))
+    return answer(
+        request, await service_of(request).readers.read(store.get_progress, user, achievement)
+    )
 
 
 @get(f"{BASE}/list", opt={"query": ("userId", "unlockedOnly"), "answer": list[UserAchievement]})
@@ -96,7 +98,8 @@ async def list_progress(request: Request[Any, Any, Any]) -> ASGIResponse:
     """List a user's progress: unlocked rows first (newest first), then locked ones."""
     user = user_param(request)
     unlocked_only = parse_bool(request.query_params, "unlockedOnly")
-    return answer(request, store.list_progress(service_of(request).readers, user, unlocked_only))
+    readers = service_of(request).readers
+    return answer(request, await readers.read(store.list_progress, user, unlocked_only))
 
 
 @put(

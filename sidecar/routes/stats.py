@@ -40,7 +40,7 @@ async def get_leaderboard(request: Request[Any, Any, Any]) -> ASGIResponse:
     """
     limit = parse_bounded_int(request.query_params, "limit", *LIMIT)
     offset = parse_bounded_int(request.query_params, "offset", *OFFSET)
-    return answer(request, store.leaderboard(service_of(request).readers, limit, offset))
+    return answer(request, await service_of(request).readers.read(store.leaderboard, limit, offset))
 
 
 @get(
@@ -50,7 +50,7 @@ async def get_leaderboard(request: Request[Any, Any, Any]) -> ASGIResponse:
 async def get_leaderboard_entry(request: Request[Any, Any, Any]) -> ASGIResponse:
     """One user's rank on the leaderboard."""
     user = parse_id(request.path_params["userId"], "userId")
-    return answer(request, store.leaderboard_entry(service_of(request).readers, user))
+    return answer(request, await service_of(request).readers.read(store.leaderboard_entry, user))
 
 
 STATS_ROUTES = [list_achievement_stats, get_leaderboard, get_leaderboard_entry]

@@ -709,12 +709,17 @@ export interface components {
              */
             lastUnlockedAt: string;
         };
-        /** Health */
+        /**
+         * Health
+         * @description By backend: `sqliteVersion`, or `postgresqlVersion` and `databaseUrl` (no password).
+         */
         Health: {
             status: string;
             database: string;
             schemaVersion: number;
-            sqliteVersion: string;
+            sqliteVersion?: string;
+            postgresqlVersion?: string;
+            databaseUrl?: string;
             version: string;
         };
     };
