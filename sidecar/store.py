@@ -395,11 +395,15 @@ def _unpacked(stored: bytes) -> bytes:
     return zlib.decompress(stored) if stored[:1] == b"x" else stored
 
 
+def claim_key(connection: sqlite3.Connection, key: str) -> None:
+    """Hold `key` until the commit: a repeat of a request in flight on another process waits
+    here for its commit (PostgreSQL), then finds its answer; SQLite's one writer needs nothing."""
+    dialect.of(connection).claim(connection, f"idempotency {key}")
+
+
 def stored_response(connection: sqlite3.Connection, key: str, expired_before: str) -> Any:
     """(fingerprint, status, body) stored for `key`; None for a new key: one never stored, or
     stored before `expired_before` (past its TTL: deleted now, so that it can be stored again)."""
-    # A repeat of a request in flight on another process waits here for its commit.
-    dialect.of(connection).claim(connection, f"idempotency {key}")
     row = connection.execute(
         "SELECT fingerprint, status, body, created_at FROM idempotency_keys WHERE key = ?", (key,)
     ).fetchone()
@@ -411,21 +415,42 @@ def stored_response(connection: sqlite3.Connection, key: str, expired_before: st
     return row[0], row[1], _unpacked(row[2])
 
 
+# Stores an answer unless its key is taken (no row back then), in the one statement a new key
+# costs. It gives back the stored answers' bytes as they were before it (RETURNING sees the
+# tables before the statement's triggers on SQLite, before the statement on PostgreSQL).
+_STORE = (
+    "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING "
+    "RETURNING (SELECT CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM idempotency_usage)"
+)
+# More than a stored answer's row counts beside its body in the usage (schema.sql's estimate:
+# a key of at most 255 characters twice, a 32-byte fingerprint, two timestamps and 48 bytes).
+ROW_BEYOND_BODY_BYTES = 1024
+
+
 def store_response(
     connection: sqlite3.Connection,
     key: str,
     fingerprint: bytes,
     answer: tuple[int, bytes],
     budget_bytes: int,
-    expired_before: str,
+    ttl_seconds: int,
+) -> bool:
+    """Store an answer under `key`, or nothing if the key is taken (False). Then, when the stored
+    answers may have passed the budget, purge the oldest others (not this one) until they fit
+    again; those purged within their TTL are counted as evicted."""
+    body = _packed(answer[1])
+    row = connection.execute(_STORE, (key, fingerprint, answer[0], body, utc_now())).fetchone()
+    if row is None:
+        return False
+    if row[0] + len(body) + ROW_BEYOND_BODY_BYTES > budget_bytes:
+        _evict(connection, key, budget_bytes, timestamp_before(ttl_seconds))
+    return True
+
+
+def _evict(
+    connection: sqlite3.Connection, key: str, budget_bytes: int, expired_before: str
 ) -> None:
-    """Store an answer; then, past the budget, purge the oldest others (not this one) until the
-    stored answers fit again. Those purged within their TTL are counted as evicted."""
-    connection.execute(
-        "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (key, fingerprint, answer[0], _packed(answer[1]), utc_now()),
-    )
     while True:
         keys, used, _ = connection.execute(_USAGE).fetchone()
         if used <= budget_bytes or keys <= 1:

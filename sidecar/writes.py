@@ -53,22 +53,45 @@ def _plain(job: Job) -> Run:
     return run
 
 
+class _Stored(Exception):
+    """The answer stored under the key, raised on the writer so that the write it ran is rolled
+    back with its savepoint; `write_with_key` gives it back as the replay."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
 def _idempotent(job: Job, key: str, request_print: bytes, settings: Settings) -> Run:
+    """The write, then its answer stored under `key`: beside the write, a new key (nearly every
+    one) costs the one statement that stores it. Only a key found taken is read, and then the
+    write already run is undone by raising (the stored answer, or IDEMPOTENCY_KEY_REUSED)."""
+    budget, ttl = settings.idempotency_budget_bytes, settings.idempotency_ttl_seconds
+
+    def raise_stored(connection: sqlite3.Connection) -> None:
+        """Raise the answer stored under the key; return if there is none (or it expired)."""
+        stored = store.stored_response(connection, key, store.timestamp_before(ttl))
+        if stored is None:
+            return
+        if stored[0] != request_print:
+            raise ApiError(
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                f"Idempotency-Key {key!r} was used for a different request",
+            )
+        raise _Stored(int(stored[1]), bytes(stored[2]))
+
     def run(connection: sqlite3.Connection) -> tuple[int, bytes, bool]:
-        expired_before = store.timestamp_before(settings.idempotency_ttl_seconds)
-        stored = store.stored_response(connection, key, expired_before)
-        if stored is not None:
-            if stored[0] != request_print:
-                raise ApiError(
-                    422,
-                    "IDEMPOTENCY_KEY_REUSED",
-                    f"Idempotency-Key {key!r} was used for a different request",
-                )
-            return int(stored[1]), bytes(stored[2]), True
-        status, answer = job(connection)
+        store.claim_key(connection, key)
+        try:
+            status, answer = job(connection)
+        except ApiError:
+            raise_stored(connection)  # a repeat gets its first answer, whatever it meets now
+            raise
         body = _encode(answer)
-        budget = settings.idempotency_budget_bytes
-        store.store_response(connection, key, request_print, (status, body), budget, expired_before)
+        if not store.store_response(connection, key, request_print, (status, body), budget, ttl):
+            raise_stored(connection)  # returns only for a key past its TTL, deleted now
+            store.store_response(connection, key, request_print, (status, body), budget, ttl)
         return status, body, False
 
     return run
@@ -106,7 +129,10 @@ async def write_with_key(
     """The status, encoded answer and whether it is a replay, of `job` under `key`: the key
     claimed and the answer stored in the write's own transaction (or the stored one given
     back). Both the Litestar handlers and the fast path write through here."""
-    return await writer.run(_idempotent(job, key, request_print, settings))
+    try:
+        return await writer.run(_idempotent(job, key, request_print, settings))
+    except _Stored as stored:
+        return stored.status, stored.body, True
 
 
 async def write_without_key(writer: Writer, job: Job) -> tuple[int, bytes]:

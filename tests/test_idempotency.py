@@ -157,6 +157,60 @@ async def test_a_404_is_not_stored(client: Any, sql: Any) -> None:
     assert [json.loads(metadata) for (metadata,) in rows] == [{"n": 1}]
 
 
+async def test_a_repeat_gets_its_first_answer_whatever_the_write_meets_now(
+    client: Any, sql: Any, achievement: int
+) -> None:
+    """The write runs before its key is looked at: a repeat whose write would fail now (the
+    stored value is no longer a number, the definition is gone) still gets its first answer."""
+    first = await client.post(APPLY, json=INC, headers=key("then"))
+    assert first.status_code == 200
+    await client.post(PROGRESS, json={"userId": 1, "achievementId": 1, "metadata": {"n": "x"}})
+    assert_problem(await client.post(APPLY, json=INC), 422, "NOT_A_NUMBER")
+    again = await client.post(APPLY, json=INC, headers=key("then"))
+    assert again.headers[REPLAYED] == "true" and again.content == first.content
+    assert (await client.delete(f"{DEFINITIONS}/{achievement}")).status_code == 200
+    before = state(sql)
+    again = await client.post(APPLY, json=INC, headers=key("then"))
+    assert again.headers[REPLAYED] == "true" and again.content == first.content
+    reused = await client.post(APPLY, json={**INC, "userId": 2}, headers=key("then"))
+    assert_problem(reused, 422, "IDEMPOTENCY_KEY_REUSED")
+    assert_problem(
+        await client.post(APPLY, json=INC, headers=key("now")), 404, "ACHIEVEMENT_NOT_FOUND"
+    )
+    assert state(sql) == before
+
+
+@pytest.mark.sqlite_only  # counts the statements of SQLite's writer connection
+async def test_a_new_key_costs_one_statement_beside_the_write(
+    client: Any, achievement: int
+) -> None:
+    """Storing the answer is the one statement a new key adds (the insert finds a key taken);
+    the key is read only when it is taken: a replay reads it, and runs the write undone."""
+    statements: list[str] = []
+
+    def trace(callback: Any) -> None:  # on the writer's thread, run from the app's own loop
+        writer = client.app.state.service.writer
+        client.blocking_portal.call(writer.run, lambda c: c.set_trace_callback(callback))
+
+    trace(statements.append)
+
+    async def counted(*headers: tuple[str, bytes]) -> list[str]:
+        statements.clear()
+        assert (await client.post(APPLY, json=INC, headers=list(headers))).status_code == 200
+        # A statement's triggers and subqueries are traced again with its text: counted once.
+        return [sql for n, sql in enumerate(statements) if n == 0 or sql != statements[n - 1]]
+
+    await counted()  # the row is there: each write below updates it the same way
+    plain = await counted()
+    keyed = await counted(*key("new"))
+    assert len(keyed) == len(plain) + 1
+    assert keyed[-3].startswith("INSERT INTO idempotency_keys")  # before RELEASE, COMMIT
+    replayed = await counted(*key("new"))
+    assert sum("FROM idempotency_keys WHERE key" in sql for sql in replayed) == 1
+    assert "ROLLBACK TO job" in replayed  # the write it ran, undone
+    trace(None)
+
+
 async def test_a_422_is_not_stored(client: Any, achievement: int) -> None:
     await client.post(PROGRESS, json={"userId": 1, "achievementId": 1, "metadata": {"n": "x"}})
     refused = await client.post(APPLY, json=INC, headers=key("e-422"))
