@@ -376,7 +376,8 @@ class Writer:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._serve, name="sidecar-writer", daemon=True)
-        self._after_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[bool], None]] = []
+        self._appended = False  # the group in progress inserted an event (writer thread only)
         self._thread.start()
 
     @property
@@ -398,9 +399,17 @@ class Writer:
                     )
         return self._gone
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Call `callback` on the event loop after each commit (e.g. to wake feed readers)."""
+    def on_commit(self, callback: Callable[[bool], None]) -> None:
+        """Call `callback(appended)` on the event loop after each group, with whether it inserted
+        an event (see `note_appended`), e.g. to wake the feed's reader."""
         self._after_commit.append(callback)
+
+    def note_appended(self) -> None:
+        """On the writer's thread, inside a transaction: an event was inserted (the dialect's
+        `watch_appended_events` calls it). Only a flag: the group's news goes to the loop once,
+        with its answers (`_hand_over`); a wake-up of the loop per event cost the unlock
+        workload 16% of its requests."""
+        self._appended = True
 
     async def run(self, function: Callable[[sqlite3.Connection], T]) -> T:
         if self._gone:
@@ -492,7 +501,14 @@ class Writer:
             outcomes = [(job, None, failure) for job in group]
         if self._gone and not self._wal_emptied:  # before any caller hears of it
             self._empty_wal()
-        self._loop.call_soon_threadsafe(self._deliver, outcomes)
+        self._hand_over(outcomes)
+
+    def _hand_over(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        """On the writer's thread, after a group's commit (or its failure): one wake-up of the
+        loop for the group's answers and its news. A group that failed may still say it
+        appended: that costs one read that finds nothing."""
+        appended, self._appended = self._appended, False
+        self._loop.call_soon_threadsafe(self._deliver, outcomes, appended)
 
     def _answerable(self, error: BaseException) -> Exception:
         """The error a caller gets: a full disk told apart from other I/O errors, and anything
@@ -527,7 +543,9 @@ class Writer:
         connection.execute("RELEASE job")
         return job, result, None
 
-    def _deliver(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    def _deliver(
+        self, outcomes: list[tuple[_Job, Any, BaseException | None]], appended: bool
+    ) -> None:
         for job, result, error in outcomes:
             if job.future.done():  # the caller went away (cancelled); the write stands
                 continue
@@ -536,7 +554,7 @@ class Writer:
             else:
                 job.future.set_exception(error)
         for callback in self._after_commit:
-            callback()
+            callback(appended)
 
 
 class Readers:

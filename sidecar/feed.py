@@ -1,15 +1,15 @@
 """The live unlock feed: one shared reader hands new events to every open SSE stream.
 
-The writer's connection tells the feed when an event is inserted (a TEMP trigger, see
-`store.watch_appended_events`); after a commit that holds one, one task reads the new events once
-and offers them to every stream's bounded queue. A commit without events wakes nobody and costs
-no query, however many streams are open. A stream that falls more than `STREAM_BACKLOG` events
-behind is ended; its client resumes with `Last-Event-ID`, from the file.
+The writer's connection notes when an event is inserted (a TEMP trigger, see
+`store.watch_appended_events`, that only sets a flag on the writer's thread); the writer hands
+that news to the event loop once per group, with the group's answers, after its commit. Then one
+task reads the new events once and offers them to every stream's bounded queue. A commit without
+events wakes nobody and costs no query, however many streams are open. A stream that falls more
+than `STREAM_BACKLOG` events behind is ended; its client resumes with `Last-Event-ID`, from the
+file.
 
-Order: the trigger's note is handed to the event loop (call_soon_threadsafe) from inside the
-writer's transaction, and the commit's callback after the commit, from the same thread: the loop
-runs them in that order, so a commit's callback sees the notes of its own events and of no later
-commit's.
+Order: the reader reads by cursor (event id) what is committed when it runs, and is woken only
+after the commit that appended: it never misses an event, and sees them in id order.
 """
 
 from __future__ import annotations
@@ -81,19 +81,16 @@ class Feed:
         self.closing = asyncio.Event()
         self.max_streams = 0
         self._streams: set[Subscription] = set()
-        self._appended = False  # an event was inserted since the last commit's callback
         self._wanted = asyncio.Event()  # committed events wait for the shared reader
         self._cursor = 0  # the last event id handed to the streams
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._readers: db.Readers | None = None
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self, writer: db.Writer, readers: db.Readers, max_streams: int) -> None:
-        self._loop = asyncio.get_running_loop()
         self.max_streams = max_streams
         self._readers = readers
         self._cursor = await readers.read(store.last_event_id)
-        await writer.run(partial(store.watch_appended_events, appended=self._note_from_writer))
+        await writer.run(partial(store.watch_appended_events, appended=writer.note_appended))
         writer.on_commit(self._committed)
         self._reader = asyncio.create_task(self._fan_out(readers))
 
@@ -133,20 +130,9 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
 
-    def _note_from_writer(self) -> None:
-        """On the writer's thread, inside its transaction: an event was inserted."""
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._noted)
-
-    def _noted(self) -> None:
-        self._appended = True
-
-    def _committed(self) -> None:
-        # A group that failed also lands here: its notes cost one read that finds nothing.
-        if self._appended:
-            self._appended = False
-            if self._streams:  # with no stream open, a read would hand its events to nobody
-                self._wanted.set()
+    def _committed(self, appended: bool) -> None:
+        if appended and self._streams:  # with no stream open, a read would hand it to nobody
+            self._wanted.set()
 
     async def _fan_out(self, readers: db.Readers) -> None:
         while True:

@@ -8,10 +8,13 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from litestar.testing import AsyncTestClient
 
 from sidecar import db
+from tests.helpers import PROGRESS, create_definition
 
 
 @pytest.fixture
@@ -232,3 +235,35 @@ async def test_the_wal_returns_to_its_size_limit_after_a_burst(
         assert await w.run(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 200
     finally:
         await w.close()
+
+
+async def test_a_transaction_of_unlocks_wakes_the_event_loop_once(
+    client: AsyncTestClient[Any],
+) -> None:
+    """Each wake-up of the event loop from the writer thread (call_soon_threadsafe: a write to
+    the loop's self-pipe) costs the loop a turn; the unlock workload paid one per inserted
+    event. A transaction of 20 unlocks (one batch), each appending an event, is handed to the
+    loop once, with its answer (counted, not timed)."""
+    achievement = (await create_definition(client))["id"]
+    loop = client.app.state.service.writer._loop  # the app's loop, which the writer wakes
+    wake_ups = 0
+    threadsafe = loop.call_soon_threadsafe
+
+    def counted(callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        nonlocal wake_ups
+        if threading.current_thread().name == "sidecar-writer":
+            wake_ups += 1
+        return threadsafe(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counted
+    try:
+        operations = [
+            {"type": "unlock", "userId": user, "achievementId": achievement}
+            for user in range(1, 21)
+        ]
+        response = await client.post(f"{PROGRESS}/batch", json={"operations": operations})
+    finally:
+        del loop.call_soon_threadsafe
+    assert response.status_code == 200, response.text
+    assert len((await client.get("/users/achievements/events")).json()) == 20
+    assert wake_ups == 1

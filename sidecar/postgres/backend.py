@@ -212,7 +212,8 @@ class Writer(db.Writer):
         self._folded_at = time.monotonic()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
-        self._after_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[bool], None]] = []
+        self._appended = False
         self._thread = threading.Thread(target=self._serve, name="sidecar-writer", daemon=True)
         self._thread.start()
 
@@ -266,8 +267,7 @@ class Writer(db.Writer):
     def _poll(self) -> None:
         """No write for POLL_SECONDS: tell the feed to look for other sidecars' events."""
         if self._pg is not None and self._pg.appended is not None:
-            self._pg.appended()
-            self._loop.call_soon_threadsafe(self._deliver, [])
+            self._loop.call_soon_threadsafe(self._deliver, [], True)
 
     def _group(self, group: Sequence[db._Job]) -> None:
         outcomes = self._transaction(group)
@@ -279,7 +279,7 @@ class Writer(db.Writer):
             outcomes = settled + list(
                 itertools.chain.from_iterable(self._transaction([job]) for job in again)
             )
-        self._loop.call_soon_threadsafe(self._deliver, outcomes)
+        self._hand_over(outcomes)
 
     def _transaction(
         self, group: Sequence[db._Job]
