@@ -26,7 +26,7 @@ PROGRESS_SECONDS = 1.0
 MIB = 1024 * 1024
 
 
-DB_HELP = "the SQLite file (else SIDECAR_DB, else ./achievements.db)"
+DB_HELP = "the SQLite file or postgresql:// URL (else SIDECAR_DB, else ./achievements.db)"
 
 
 def _serve_epilog() -> str:
@@ -92,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="integrity_check and foreign_key_check, read-only",
         description="Run integrity_check and foreign_key_check on the file, read-only; exit "
-        "status 1 on any problem, 2 when the file is missing or empty.",
+        "status 1 on any problem, 2 when the file is missing or empty. On PostgreSQL: the "
+        "schema's version, tables, indexes, triggers and constraints, the rows' foreign keys "
+        "and every counter against a recount, in one read-only snapshot (2: unreachable, or "
+        "no table at all).",
     )
     check.add_argument("--db", help=DB_HELP)
 
@@ -136,17 +139,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in unknown_variables():
                 print(f"sidecar: warning: {name} is not a setting; ignored", file=sys.stderr)
             return serve(settings)
-        if postgres.is_url(db_path_from(args.db)):
-            raise db.DatabaseError(postgres.refusal(args.command))
+        database = db_path_from(args.db)
+        refused = postgres.refusal(args.command) if postgres.is_url(database) else None
+        if refused:
+            raise db.DatabaseError(refused)
         if args.command == "backup":
-            return _backup(db_path_from(args.db), args.output, args.force)
+            return _backup(database, args.output, args.force)
         if args.command == "restore":
-            return _restore(args.backup, db_path_from(args.db), args.force)
+            return _restore(args.backup, database, args.force)
         if args.command == "check":
-            return _check(db_path_from(args.db))
+            return _check(database)
         if args.action == "import":
-            return _import(db_path_from(args.db), args.file, args.dry_run)
-        return _export(db_path_from(args.db), args.format, args.output)
+            return _import(database, args.file, args.dry_run)
+        return _export(database, args.format, args.output)
     except (SettingError, db.DatabaseError, definitions_io.DefinitionsFileError) as error:
         print(f"sidecar: {error}", file=sys.stderr)
         return 2
@@ -196,13 +201,14 @@ def _restore(source: str, database: str, force: bool) -> int:
 
 
 def _check(path: str) -> int:
-    problems = backup.check(path)
+    on_postgres = postgres.is_url(path)
+    problems = postgres.load_offline().check(path) if on_postgres else backup.check(path)
     for problem in problems:
         print(problem)
     if problems:
-        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        print(f"{postgres.redacted(path)}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"{path}: ok")
+    print(f"{postgres.redacted(path)}: ok")
     return 0
 
 
