@@ -125,6 +125,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     dump.add_argument("--output", type=Path, help="file to write (default: standard output)")
     dump.add_argument("--db", help=DB_HELP)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy a SQLite file into an empty PostgreSQL database",
+        description="Copy a SQLite sidecar file (also while a service serves it) into an empty "
+        "PostgreSQL database, in one transaction: definitions, users, progress, the unlock "
+        "feed with their ids, idempotency keys within their TTL (SIDECAR_IDEMPOTENCY_TTL), and "
+        "the counters recounted; then check row counts and counters. Refuses a target that is "
+        "not empty and a file of an older release (start the service on it once first).",
+    )
+    migrate.add_argument(
+        "--from", dest="source", required=True, metavar="FILE", help="the SQLite file"
+    )
+    migrate.add_argument(
+        "--to",
+        metavar="URL",
+        help="postgresql://user@host:port/dbname (else SIDECAR_DB when it is one); the password "
+        "is best left to PGPASSWORD or ~/.pgpass, out of the process list",
+    )
     return parser
 
 
@@ -139,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in unknown_variables():
                 print(f"sidecar: warning: {name} is not a setting; ignored", file=sys.stderr)
             return serve(settings)
+        if args.command == "migrate":
+            return _migrate(args.source, db_path_from(args.to))
         database = db_path_from(args.db)
         refused = postgres.refusal(args.command) if postgres.is_url(database) else None
         if refused:
@@ -209,6 +230,39 @@ def _check(path: str) -> int:
         print(f"{postgres.redacted(path)}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"{postgres.redacted(path)}: ok")
+    return 0
+
+
+def _migrate(source: str, target: str) -> int:
+    if postgres.is_url(source):
+        raise db.DatabaseError("migrate copies from a SQLite file: give --from FILE")
+    if not postgres.is_url(target):
+        raise db.DatabaseError(
+            "migrate copies into PostgreSQL: give --to postgresql://... (or set SIDECAR_DB to it)"
+        )
+    postgres.load()  # one line when psycopg is missing
+    from sidecar import migrate
+
+    ttl = int(SETTINGS["SIDECAR_IDEMPOTENCY_TTL"].read(None, os.environ))
+    shown = [time.monotonic()]
+
+    def progress(table: str, copied: int, total: int) -> None:
+        # Only within a table of several batches: a small copy (or its refusal) stays quiet.
+        if copied < total and time.monotonic() - shown[0] >= PROGRESS_SECONDS:
+            shown[0] = time.monotonic()
+            print(f"copying {table}: {copied:,} of {total:,} rows", file=sys.stderr, flush=True)
+
+    summary = migrate.migrate(source, target, ttl, progress)
+    notes = {
+        "achievements": f"next id {summary.next_achievement_id}",
+        "events": f"last id {summary.last_event_id}",
+        "idempotency_keys": f"{summary.expired_keys} past their TTL left out",
+    }
+    print(f"copied {source} into {postgres.redacted(target)} in {summary.seconds:.1f} s:")
+    for table, rows in summary.rows.items():
+        note = f"  ({notes[table]})" if table in notes else ""
+        print(f"  {table:<18} {rows:>12,}{note}")
+    print(f"row counts and {summary.counters} counters checked")
     return 0
 
 
