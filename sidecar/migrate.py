@@ -77,8 +77,10 @@ _RECOUNT_USAGE = (
     "+ 2 * octet_length(created_at) + 48), 0), ? FROM idempotency_keys"
 )
 
-# PostgreSQL's text cannot hold U+0000, which SQLite's can (names and descriptions; metadata
-# is JSON text, where it is always escaped).
+# Definitions whose name or description holds U+0000, which SQLite's text can hold and
+# PostgreSQL's cannot: named when PostgreSQL refuses the copy for it. (The rows go through the
+# backend connection's adaptation of strings, where an escaping of U+0000 belongs; metadata is
+# JSON text, where it is always escaped, and keys cannot hold it.)
 _NUL = (
     "SELECT id FROM achievements WHERE instr(CAST(name AS BLOB), x'00') > 0 "
     "OR instr(CAST(description AS BLOB), x'00') > 0 ORDER BY id"
@@ -137,12 +139,6 @@ def _copy(
     source.execute("BEGIN")  # one snapshot for every read below
     try:
         readonly.require_current_schema(source, path)
-        refused = [str(row[0]) for row in source.execute(_NUL)]
-        if refused:
-            raise DatabaseError(
-                f"{path}: achievement(s) {', '.join(refused)} have U+0000 in their name or "
-                "description, which PostgreSQL cannot store: change them first"
-            )
         totals = {
             table: int(
                 source.execute(
@@ -157,7 +153,16 @@ def _copy(
         for table in TABLES:
             target.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         for table, columns in TABLES.items():
-            _copy_table(source, target, table, columns, cutoff, totals[table], progress)
+            try:
+                _copy_table(source, target, table, columns, cutoff, totals[table], progress)
+            except psycopg.DataError as error:
+                refused = [str(row[0]) for row in source.execute(_NUL)]
+                if table != "achievements" or "NUL" not in str(error) or not refused:
+                    raise
+                raise DatabaseError(
+                    f"{path}: achievement(s) {', '.join(refused)} have U+0000 in their name "
+                    "or description, which PostgreSQL cannot store: change them first"
+                ) from None
         for table in TABLES:
             target.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         for statement in _RECOUNT:
