@@ -26,7 +26,7 @@ PROGRESS_SECONDS = 1.0
 MIB = 1024 * 1024
 
 
-DB_HELP = "the SQLite file (else SIDECAR_DB, else ./achievements.db)"
+DB_HELP = "the SQLite file or postgresql:// URL (else SIDECAR_DB, else ./achievements.db)"
 
 
 def _serve_epilog() -> str:
@@ -92,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="integrity_check and foreign_key_check, read-only",
         description="Run integrity_check and foreign_key_check on the file, read-only; exit "
-        "status 1 on any problem, 2 when the file is missing or empty.",
+        "status 1 on any problem, 2 when the file is missing or empty. On PostgreSQL: the "
+        "schema's version, tables, indexes, triggers and constraints, the rows' foreign keys "
+        "and every counter against a recount, in one read-only snapshot (2: unreachable, or "
+        "no table at all).",
     )
     check.add_argument("--db", help=DB_HELP)
 
@@ -122,6 +125,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     dump.add_argument("--output", type=Path, help="file to write (default: standard output)")
     dump.add_argument("--db", help=DB_HELP)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy a SQLite file into an empty PostgreSQL database",
+        description="Copy a SQLite sidecar file (also while a service serves it) into an empty "
+        "PostgreSQL database, in one transaction: definitions, users, progress, the unlock "
+        "feed with their ids, idempotency keys within their TTL (SIDECAR_IDEMPOTENCY_TTL), and "
+        "the counters recounted; then check row counts and counters. Refuses a target that is "
+        "not empty and a file of an older release (start the service on it once first).",
+    )
+    migrate.add_argument(
+        "--from", dest="source", required=True, metavar="FILE", help="the SQLite file"
+    )
+    migrate.add_argument(
+        "--to",
+        metavar="URL",
+        help="postgresql://user@host:port/dbname (else SIDECAR_DB when it is one); the password "
+        "is best left to PGPASSWORD or ~/.pgpass, out of the process list",
+    )
     return parser
 
 
@@ -136,17 +158,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in unknown_variables():
                 print(f"sidecar: warning: {name} is not a setting; ignored", file=sys.stderr)
             return serve(settings)
-        if postgres.is_url(db_path_from(args.db)):
-            raise db.DatabaseError(postgres.refusal(args.command))
+        if args.command == "migrate":
+            return _migrate(args.source, db_path_from(args.to))
+        database = db_path_from(args.db)
+        refused = postgres.refusal(args.command) if postgres.is_url(database) else None
+        if refused:
+            raise db.DatabaseError(refused)
         if args.command == "backup":
-            return _backup(db_path_from(args.db), args.output, args.force)
+            return _backup(database, args.output, args.force)
         if args.command == "restore":
-            return _restore(args.backup, db_path_from(args.db), args.force)
+            return _restore(args.backup, database, args.force)
         if args.command == "check":
-            return _check(db_path_from(args.db))
+            return _check(database)
         if args.action == "import":
-            return _import(db_path_from(args.db), args.file, args.dry_run)
-        return _export(db_path_from(args.db), args.format, args.output)
+            return _import(database, args.file, args.dry_run)
+        return _export(database, args.format, args.output)
     except (SettingError, db.DatabaseError, definitions_io.DefinitionsFileError) as error:
         print(f"sidecar: {error}", file=sys.stderr)
         return 2
@@ -196,13 +222,47 @@ def _restore(source: str, database: str, force: bool) -> int:
 
 
 def _check(path: str) -> int:
-    problems = backup.check(path)
+    on_postgres = postgres.is_url(path)
+    problems = postgres.load_offline().check(path) if on_postgres else backup.check(path)
     for problem in problems:
         print(problem)
     if problems:
-        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        print(f"{postgres.redacted(path)}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"{path}: ok")
+    print(f"{postgres.redacted(path)}: ok")
+    return 0
+
+
+def _migrate(source: str, target: str) -> int:
+    if postgres.is_url(source):
+        raise db.DatabaseError("migrate copies from a SQLite file: give --from FILE")
+    if not postgres.is_url(target):
+        raise db.DatabaseError(
+            "migrate copies into PostgreSQL: give --to postgresql://... (or set SIDECAR_DB to it)"
+        )
+    postgres.load()  # one line when psycopg is missing
+    from sidecar import migrate
+
+    ttl = int(SETTINGS["SIDECAR_IDEMPOTENCY_TTL"].read(None, os.environ))
+    shown = [time.monotonic()]
+
+    def progress(table: str, copied: int, total: int) -> None:
+        # Only within a table of several batches: a small copy (or its refusal) stays quiet.
+        if copied < total and time.monotonic() - shown[0] >= PROGRESS_SECONDS:
+            shown[0] = time.monotonic()
+            print(f"copying {table}: {copied:,} of {total:,} rows", file=sys.stderr, flush=True)
+
+    summary = migrate.migrate(source, target, ttl, progress)
+    notes = {
+        "achievements": f"next id {summary.next_achievement_id}",
+        "events": f"last id {summary.last_event_id}",
+        "idempotency_keys": f"{summary.expired_keys} past their TTL left out",
+    }
+    print(f"copied {source} into {postgres.redacted(target)} in {summary.seconds:.1f} s:")
+    for table, rows in summary.rows.items():
+        note = f"  ({notes[table]})" if table in notes else ""
+        print(f"  {table:<18} {rows:>12,}{note}")
+    print(f"row counts and {summary.counters} counters checked")
     return 0
 
 

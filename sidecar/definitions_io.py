@@ -6,11 +6,13 @@ A file is `{"achievements": [{key, name, description?, metadata?}, ...]}` in JSO
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import json
 import re
 import sqlite3
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any, Literal
 import msgspec
 import tomli_w
 
-from sidecar import db, readonly, store
+from sidecar import db, postgres, readonly, store
 from sidecar.errors import ApiError, validation_error
 from sidecar.models import Achievement, ReplaceDefinition
 from sidecar.validation import decode, metadata_text
@@ -180,34 +182,42 @@ class Change:
     key: str
 
 
-def _sync(connection: sqlite3.Connection, definitions: list[Definition]) -> list[Change]:
+def _sync(connection: Any, path: Path, definitions: list[Definition]) -> list[Change]:
     changes = []
     for definition in definitions:
-        current = store.find_achievement(connection, definition.key)
-        if current is None:
-            store.create_achievement(
-                connection,
-                definition.name,
-                definition.description,
-                definition.key,
-                definition.metadata,
-            )
-            outcome: Outcome = "created"
-        elif (current.name, current.description) == (
+        try:
+            changes.append(_sync_one(connection, definition))
+        except ApiError as error:  # e.g. a name with U+0000, which PostgreSQL cannot store
+            detail = error.problem.detail
+            raise DefinitionsFileError(f"{path}: key {definition.key!r}: {detail}") from None
+    return changes
+
+
+def _sync_one(connection: Any, definition: Definition) -> Change:
+    current = store.find_achievement(connection, definition.key)
+    if current is None:
+        store.create_achievement(
+            connection,
             definition.name,
             definition.description,
-        ) and json.loads(bytes(current.metadata)) == json.loads(definition.metadata):
-            outcome = "unchanged"
-        else:
-            fields = {
-                "name": definition.name,
-                "description": definition.description,
-                "metadata": definition.metadata,
-            }
-            store.update_achievement(connection, definition.key, fields)
-            outcome = "updated"
-        changes.append(Change(outcome, definition.key))
-    return changes
+            definition.key,
+            definition.metadata,
+        )
+        outcome: Outcome = "created"
+    elif (current.name, current.description) == (
+        definition.name,
+        definition.description,
+    ) and json.loads(bytes(current.metadata)) == json.loads(definition.metadata):
+        outcome = "unchanged"
+    else:
+        fields = {
+            "name": definition.name,
+            "description": definition.description,
+            "metadata": definition.metadata,
+        }
+        store.update_achievement(connection, definition.key, fields)
+        outcome = "updated"
+    return Change(outcome, definition.key)
 
 
 def import_file(db_path: str, path: Path, dry_run: bool, report: Any) -> dict[str, int]:
@@ -217,23 +227,38 @@ def import_file(db_path: str, path: Path, dry_run: bool, report: Any) -> dict[st
     take the output must not hold the database); with `dry_run` rolls everything back.
     """
     definitions = read_file(path)
-    db.prepare(db_path)
-    connection = db.connect(db_path)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            changes = _sync(connection, definitions)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("ROLLBACK" if dry_run else "COMMIT")
-    finally:
-        connection.close()
+    with _transaction(db_path, commit=not dry_run) as connection:
+        changes = _sync(connection, path, definitions)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     for change in changes:
         counts[change.outcome] += 1
         report(change)
     return counts
+
+
+@contextlib.contextmanager
+def _transaction(db_path: str, commit: bool) -> Iterator[Any]:
+    """A write transaction on the database, created if need be (as the service would): a
+    SQLite connection, or the PostgreSQL backend's, which runs the store's SQL as it is.
+    Committed at the end when `commit`, else rolled back; rolled back on any error."""
+    db.prepare(db_path)
+    if postgres.is_url(db_path):
+        with postgres.load_offline().connected(db_path) as pg:
+            pg.execute("BEGIN")
+            yield pg
+            pg.execute("COMMIT" if commit else "ROLLBACK")  # an error: closing rolls back
+        return
+    connection = db.connect(db_path)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT" if commit else "ROLLBACK")
+    finally:
+        connection.close()
 
 
 def _entry(achievement: Achievement) -> dict[str, Any]:
@@ -253,7 +278,12 @@ def _keyed_achievements(connection: sqlite3.Connection, db_path: str) -> list[Ac
 
 def export(db_path: str, fmt: Format) -> tuple[str, list[Achievement]]:
     """The file text for every definition with a key, and the definitions left out (no key)."""
-    achievements = readonly.read(db_path, lambda c: _keyed_achievements(c, db_path))
+    if postgres.is_url(db_path):
+        achievements = postgres.load_offline().read(db_path, store.keyed_achievements)
+    else:
+        achievements = readonly.read(db_path, lambda c: _keyed_achievements(c, db_path))
+    # By key as SQLite orders text (code points), whatever collation a PostgreSQL database has.
+    achievements.sort(key=lambda a: (a.key is None, a.key or "", a.id))
     keyed = [_entry(a) for a in achievements if a.key is not None]
     left_out = [a for a in achievements if a.key is None]
     if fmt == "toml":

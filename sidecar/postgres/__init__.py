@@ -40,13 +40,13 @@ def redacted(database: str) -> str:
 _SECRETS = ("password", "sslpassword")
 
 
-def refusal(command: str) -> str:
-    """Why a command other than serve does not run on a PostgreSQL database (yet)."""
+def refusal(command: str) -> str | None:
+    """Why a command does not run on a PostgreSQL database; None when it does."""
     if command == "backup":
         return "backup copies a SQLite file; back up a PostgreSQL database with pg_dump"
     if command == "restore":
         return "restore replaces a SQLite file; restore a PostgreSQL database with pg_restore"
-    return f"{command} does not run on a PostgreSQL database yet (it reads a SQLite file)"
+    return None
 
 
 def load() -> Any:
@@ -62,8 +62,27 @@ def load() -> Any:
     return module
 
 
+def load_offline() -> Any:
+    """sidecar.postgres.offline, the commands other than serve (needs psycopg, as load())."""
+    load()
+    from sidecar.postgres import offline
+
+    return offline
+
+
 def schema_sql() -> str:
     return resources.files("sidecar.postgres").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+# Held by whatever creates or fills the schema (a starting sidecar, a migration) until its
+# commit: a sidecar starting meanwhile waits, then finds the schema and its rows complete.
+SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('sidecar', 0))"
+
+
+def create_schema(connection: Any) -> None:
+    """The schema and its version, in the caller's transaction (a backend Connection)."""
+    connection.raw.execute(schema_sql())
+    connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
 
 # Each trigger-kept counter, as its tables' sums and as a recount from the rows themselves

@@ -32,7 +32,7 @@ from psycopg import errors as pg_errors
 from sidecar import db, store
 from sidecar.db import MAX_GROUP, DatabaseError, DatabaseUnavailable, Parameters
 from sidecar.dialect import Dialect
-from sidecar.postgres import SCHEMA_VERSION, redacted, schema_sql, text
+from sidecar.postgres import SCHEMA_LOCK, SCHEMA_VERSION, create_schema, redacted, text
 
 log = logging.getLogger("sidecar")
 
@@ -166,7 +166,7 @@ def prepare(url: str) -> None:
         raise DatabaseError(str(error)) from error
     try:
         with connection.raw.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(hashtextextended('sidecar', 0))")
+            connection.execute(SCHEMA_LOCK)
             tables = connection.execute(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
             ).fetchone()
@@ -184,8 +184,7 @@ def prepare(url: str) -> None:
                 return
             if tables is not None and tables[0]:
                 raise DatabaseError(f"{redacted(url)} holds tables that are not this service's")
-            connection.raw.execute(schema_sql())
-            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            create_schema(connection)
     except psycopg.Error as error:
         raise DatabaseError(f"{redacted(url)}: {_first_line(error)}") from error
     finally:
