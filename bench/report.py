@@ -8,8 +8,8 @@ from pathlib import Path
 START = "<!-- performance:start -->"
 END = "<!-- performance:end -->"
 HEADER = (
-    "| workload | server | result | ratio to bare | p99 | target | met? |",
-    "|---|---|---:|---:|---:|---|---|",
+    "| workload | server | database | result | ratio to bare | p99 | target | met? |",
+    "|---|---|---|---:|---:|---:|---|---|",
 )
 
 
@@ -23,13 +23,14 @@ class Row:
     target: str = ""
     met: bool | None = None  # None: nothing to meet (a reference figure)
     note: str = ""
+    database: str = "SQLite"
 
     def markdown(self) -> str:
         verdict = {True: "yes", False: "**no**", None: "—"}[self.met]
         if self.note:
             verdict = f"{verdict} ({self.note})"
-        cells = (self.workload, self.server, self.result, self.ratio, self.p99, self.target)
-        return "| " + " | ".join((*cells, verdict)) + " |"
+        cells = (self.workload, self.server, self.database, self.result, self.ratio, self.p99)
+        return "| " + " | ".join((*cells, self.target, verdict)) + " |"
 
 
 def per_second(value: float, unit: str = "req/s") -> str:

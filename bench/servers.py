@@ -124,7 +124,7 @@ def _granian(target: str, port: str, factory: bool) -> list[str]:
 
 def start_service(
     server: str,
-    db_path: Path,
+    db_path: Path | str,
     log_dir: Path,
     extra_env: dict[str, str] | None = None,
     name: str = "service",

@@ -1,5 +1,9 @@
 """The measurements: every workload against the service and against the bare ceiling of the
-same kind, then the same reads on a big and on a small file.
+same kind, then the same reads on a big and on a small file (or database).
+
+The service runs on SQLite, on PostgreSQL, or on both (bench/backends.py): with both, each
+workload's rounds take the bare app and the two services in turn, so that the PostgreSQL figure
+is compared with the bare one and with SQLite's from the same rounds.
 
 A comparison alternates its two sides in rounds (reference, subject, reference, subject...),
 so that a change in the machine's speed during the run (it is shared) hits both sides alike.
@@ -13,13 +17,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import datafile
 from bench import workloads as w
+from bench.backends import LABELS, POSTGRES, SQLITE, Backend
 from bench.client import call_ok
 from bench.load import Loader, LoadResult, combined
 from bench.noise import CpuWatch
@@ -50,6 +54,9 @@ STARTUP_LIMIT_SECONDS = 1.0
 RSS_LIMIT_BYTES = 100_000_000
 BATCH_ITEMS_PER_SECOND = 40_000
 FULL_MINIMUM = 0.50
+# PostgreSQL (issue 17): every single-operation workload, of the bare figure; and the upsert.
+POSTGRES_MINIMUM = 0.50
+POSTGRES_UPSERT_PER_SECOND = 5_000
 # Idle event streams open beside the writers: they must cost the writers (almost) nothing.
 IDLE_STREAMS, QUICK_IDLE_STREAMS = 1000, 100
 IDLE_STREAMS_MINIMUM = 0.90
@@ -61,20 +68,29 @@ class Compared:
     traffic: w.Traffic
     bare: w.Traffic
     minimum: float  # of the bare figure
+    # Also run on PostgreSQL by --quick (CI's smoke run: a plain write, the exact count, a keyed
+    # write with its events, a read), which keeps PostgreSQL's share of it under 30 s.
+    smoke: bool = False
 
 
 COMPARED = (
-    Compared("upsert, spread over 10,000 rows", w.UPSERT_SPREAD, w.BARE_POST, 0.75),
+    Compared("upsert, spread over 10,000 rows", w.UPSERT_SPREAD, w.BARE_POST, 0.75, smoke=True),
     Compared("upsert, one hot row", w.UPSERT_HOT, w.BARE_POST, 0.70),
     Compared("unlock, half new, half repeated", w.UNLOCK_MIX, w.BARE_POST, 0.70),
-    Compared("apply `inc`, one hot row", w.APPLY_HOT, w.BARE_POST, 0.65),
+    Compared("apply `inc`, one hot row", w.APPLY_HOT, w.BARE_POST, 0.65, smoke=True),
     # What the clients send: a fresh Idempotency-Key on every write, claimed and its answer
     # stored in the write's own transaction.
     Compared("upsert, spread, keyed", w.UPSERT_SPREAD_KEYED, w.BARE_POST_KEYED, 0.75),
-    Compared("unlock, half new, half repeated, keyed", w.UNLOCK_MIX_KEYED, w.BARE_POST_KEYED, 0.75),
+    Compared(
+        "unlock, half new, half repeated, keyed",
+        w.UNLOCK_MIX_KEYED,
+        w.BARE_POST_KEYED,
+        0.75,
+        smoke=True,
+    ),
     Compared("apply `inc`, spread, keyed", w.APPLY_SPREAD_KEYED, w.BARE_POST_KEYED, 0.75),
     Compared("get progress", w.GET_PROGRESS, w.BARE_GET, 0.75),
-    Compared("list, a user with 20 rows", w.LIST_PROGRESS, w.BARE_LIST, 0.75),
+    Compared("list, a user with 20 rows", w.LIST_PROGRESS, w.BARE_LIST, 0.75, smoke=True),
 )
 
 
@@ -90,15 +106,38 @@ SCALE_READS = (
     ScaleRead("list, a user with 10 rows", w.scale_list),
     ScaleRead("leaderboard top 10", lambda _: w.LEADERBOARD_TOP, LEADERBOARD_P99_MS),
     ScaleRead("one user's leaderboard rank", w.leaderboard_rank, LEADERBOARD_P99_MS),
+    ScaleRead("stats", lambda _: w.STATS, LEADERBOARD_P99_MS),
 )
 
 
 @dataclass(frozen=True)
-class ScaleFiles:
-    small: Path
+class ScaleData:
+    """A small and a big database of one backend (what --db takes: a path, or a URL)."""
+
+    database: str  # SQLITE or POSTGRES
+    small: str
     small_users: int
-    big: Path
+    big: str
     big_users: int
+    warm: Callable[[], None]  # brings the big one into the OS page cache
+
+    @property
+    def kind(self) -> str:
+        return "file" if self.database == SQLITE else "database"
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: a process, what it is sent, what runs around each of its runs."""
+
+    process: Process
+    traffic: w.Traffic
+    before: Callable[[], None] = _nothing
+    after: Callable[[], None] = _nothing
 
 
 def _failure_note(result: LoadResult) -> str:
@@ -128,12 +167,17 @@ class Suite:
     workdir: Path
     retries: int = RETRIES  # of a run disturbed by other processes
     idle_streams: int = IDLE_STREAMS  # open beside the writers in the idle-streams row
+    smoke: bool = False  # --quick: PostgreSQL runs only the Compared rows marked `smoke`
     say: Callable[[str], None] = print
     problems: list[str] = field(default_factory=list)
-    peak_rss: dict[str, int] = field(default_factory=dict)  # by service process
+    # By database (SQLITE, POSTGRES), then by service process.
+    peak_rss: dict[str, dict[str, int]] = field(default_factory=dict)
     foreign_cpu: float = 0.0  # the largest share of the CPUs other processes took in a run
     _warm: set[int] = field(default_factory=set)  # pids of the processes already warmed up
-    _incs_sent: int = 0  # hot-row incs answered 200 or in flight, over every run that sent them
+    # By workload: PostgreSQL's rate over SQLite's in the same rounds, and whether it reads.
+    postgres_costs: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    # By pid: hot-row incs answered 200 or in flight, over every run that sent them.
+    _incs_sent: dict[int, int] = field(default_factory=dict)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -142,7 +186,8 @@ class Suite:
     ) -> LoadResult:
         result = self.loader.run(process.base_url, traffic, connections, seconds)
         if traffic is w.APPLY_HOT:
-            self._incs_sent += result.ok200 + result.in_flight
+            pid = process.popen.pid
+            self._incs_sent[pid] = self._incs_sent.get(pid, 0) + result.ok200 + result.in_flight
         return result
 
     def _run(
@@ -162,25 +207,20 @@ class Suite:
         self.foreign_cpu = max(self.foreign_cpu, watch.foreign)
         return result.with_foreign_cpu(watch.foreign)
 
-    def _pair(
-        self,
-        name: str,
-        reference: Process,
-        reference_traffic: w.Traffic,
-        subject: Process,
-        traffic: w.Traffic,
-        before_subject: Callable[[], None] = lambda: None,
-        after_subject: Callable[[], None] = lambda: None,
-    ) -> tuple[LoadResult, LoadResult]:
-        """(reference, subject), each the sum of `rounds` alternating runs."""
+    def _alternate(self, sides: Sequence[Side]) -> list[LoadResult]:
+        """Each side's result, the sum of `rounds` runs, the sides taken in turn in each."""
         seconds = self.seconds / self.rounds
-        references, subjects = [], []
+        runs: list[list[LoadResult]] = [[] for _ in sides]
         for _ in range(self.rounds):
-            references.append(self._run(reference, reference_traffic, CONNECTIONS, seconds))
-            before_subject()
-            subjects.append(self._run(subject, traffic, CONNECTIONS, seconds))
-            after_subject()
-        before, after = combined(references), combined(subjects)
+            for side, results in zip(sides, runs, strict=True):
+                side.before()
+                results.append(self._run(side.process, side.traffic, CONNECTIONS, seconds))
+                side.after()
+        return [combined(results) for results in runs]
+
+    def _pair(self, name: str, reference: Side, subject: Side) -> tuple[LoadResult, LoadResult]:
+        """(reference, subject), each the sum of `rounds` alternating runs."""
+        before, after = self._alternate([reference, subject])
         self._say(name, after, before)
         return before, after
 
@@ -196,49 +236,93 @@ class Suite:
             self.problems.append(f"{name} on {server}: {result.failure_text()}")
 
     @contextmanager
-    def _running(self, process: Process, service: bool = True) -> Iterator[Process]:
-        """Wait until healthy; at the end note a service's peak memory, then stop it."""
+    def _running(self, process: Process, database: str | None = SQLITE) -> Iterator[Process]:
+        """Wait until healthy; at the end note a service's peak memory (by its `database`;
+        None: not a service), then stop it."""
         try:
             process.wait_healthy()
             yield process
         finally:
-            if service:
-                rss = process.peak_rss()
-                self.peak_rss[process.name] = max(self.peak_rss.get(process.name, 0), rss)
+            if database is not None:
+                peaks = self.peak_rss.setdefault(database, {})
+                peaks[process.name] = max(peaks.get(process.name, 0), process.peak_rss())
             status = process.stop()
-            if service and status != 0:
+            if database is not None and status != 0:
                 self.say(f"  {process.name} exited with status {status} at SIGTERM")
 
     # --- the service against the bare ceiling ---------------------------------------------
 
-    def service(self, server: str) -> list[Row]:
-        self.say(f"== {server}: service / bare app")
+    def service(self, server: str, backends: Sequence[Backend]) -> list[Row]:
+        names = " and ".join(LABELS[backend.name] for backend in backends)
+        self.say(f"== {server}: service on {names} / bare app")
         logs = self.workdir
-        with self._running(start_service(server, self.workdir / f"{server}.db", logs)) as service:
-            answers = seed(service.base_url)
+        with ExitStack() as stack:
+            services: dict[str, Process] = {}
+            for backend in backends:
+                database = stack.enter_context(backend.database(server))
+                process = start_service(server, database, logs, name=_service(backend.name))
+                services[backend.name] = stack.enter_context(self._running(process, backend.name))
+                answers = seed(process.base_url)
+            # The bare app sends the answers of the last service seeded (every backend's are
+            # the same bytes).
             captured = {"BENCH_BARE_GET": answers.get, "BENCH_BARE_LIST": answers.list}
             for variable, data in captured.items():
                 (self.workdir / variable).write_bytes(data)
             env = {variable: str(self.workdir / variable) for variable in captured}
-            with self._running(start_bare(server, logs, env), service=False) as bare:
-                rows = [row for c in COMPARED for row in self._compared(server, c, service, bare)]
-                rows.append(self._batch(server, service))
+            bare = stack.enter_context(self._running(start_bare(server, logs, env), None))
+            rows = [row for c in COMPARED for row in self._compared(server, c, services, bare)]
+            if SQLITE in services:
+                rows.append(self._batch(server, services[SQLITE]))
                 rows.append(self._full(server, bare))
-        rows.append(self._idle_streams(server))
+        if SQLITE in services:
+            rows.append(self._idle_streams(server))
         return rows
 
     def _compared(
-        self, server: str, compared: Compared, service: Process, bare: Process
+        self, server: str, compared: Compared, services: dict[str, Process], bare: Process
     ) -> list[Row]:
+        """One workload on every service, the bare app and the services taken in turn."""
+        if self.smoke and not compared.smoke:
+            services = {database: p for database, p in services.items() if database == SQLITE}
+            if not services:
+                return []
         counted = compared.traffic is w.APPLY_HOT
-        before = (_settled_count(service.base_url), self._incs_sent) if counted else (0, 0)
-        ceiling, result = self._pair(compared.name, bare, compared.bare, service, compared.traffic)
-        self._check(server, compared.name, result)
+        before = {
+            database: (_settled_count(p.base_url), self._incs_sent.get(p.popen.pid, 0))
+            for database, p in services.items()
+            if counted
+        }
+        sides = [Side(bare, compared.bare), *(Side(p, compared.traffic) for p in services.values())]
+        ceiling, *results = self._alternate(sides)
+        by_database = dict(zip(services, results, strict=True))
+        rows = []
+        for database, result in by_database.items():
+            name = f"{compared.name} ({LABELS[database]})"
+            self._say(name, result, ceiling)
+            self._check(server, name, result)
+            count_note = ""
+            exact = True
+            if counted:
+                exact, count_note = self._count_exact(services[database], before[database])
+            if database == SQLITE:
+                rows += self._sqlite_rows(server, compared, ceiling, result, exact, count_note)
+            else:
+                sqlite = by_database.get(SQLITE)
+                rows.append(
+                    self._postgres_row(server, compared, ceiling, result, sqlite, exact, count_note)
+                )
+        return rows
+
+    def _sqlite_rows(
+        self,
+        server: str,
+        compared: Compared,
+        ceiling: LoadResult,
+        result: LoadResult,
+        exact: bool,
+        count_note: str,
+    ) -> list[Row]:
         met = _share(result.rate, ceiling.rate) >= compared.minimum and not result.failed
-        count_note = ""
-        if counted:
-            exact, count_note = self._count_exact(service, before)
-            met = met and exact
         rows = [
             Row(
                 compared.name,
@@ -247,7 +331,7 @@ class Suite:
                 ratio(result.rate, ceiling.rate),
                 milliseconds(result.p99_ms),
                 f"≥ {compared.minimum:.2f} x bare",
-                met,
+                met and exact,
                 _notes(count_note, _failure_note(result), _noise_note(ceiling, result)),
             )
         ]
@@ -265,11 +349,45 @@ class Suite:
             )
         return rows
 
+    def _postgres_row(
+        self,
+        server: str,
+        compared: Compared,
+        ceiling: LoadResult,
+        result: LoadResult,
+        sqlite: LoadResult | None,
+        exact: bool,
+        count_note: str,
+    ) -> Row:
+        """Against the bare figure, and SQLite's from the same rounds when it was measured."""
+        met = _share(result.rate, ceiling.rate) >= POSTGRES_MINIMUM and not result.failed
+        target = f"≥ {POSTGRES_MINIMUM:.2f} x bare"
+        if compared.traffic is w.UPSERT_SPREAD:
+            target += f", ≥ {POSTGRES_UPSERT_PER_SECOND:,} req/s"
+            met = met and result.rate >= POSTGRES_UPSERT_PER_SECOND
+        shares = ratio(result.rate, ceiling.rate)
+        if sqlite is not None:
+            shares += f"; {ratio(result.rate, sqlite.rate, 'SQLite')}"
+            reads = compared.traffic.method == "GET"
+            self.postgres_costs[compared.name] = (_share(result.rate, sqlite.rate), reads)
+        noise = _noise_note(ceiling, result, *([sqlite] if sqlite else []))
+        return Row(
+            compared.name,
+            server,
+            per_second(result.rate),
+            shares,
+            milliseconds(result.p99_ms),
+            target,
+            met and exact,
+            _notes(count_note, _failure_note(result), noise),
+            LABELS[POSTGRES],
+        )
+
     def _count_exact(self, service: Process, before: tuple[int, int]) -> tuple[bool, str]:
         """Every 200 (and every request still in flight when the load stopped, which the
         server finishes) must be in the count: no lost update, no double one."""
         counted = _settled_count(service.base_url) - before[0]
-        sent = self._incs_sent - before[1]
+        sent = self._incs_sent.get(service.popen.pid, 0) - before[1]
         exact = counted == sent
         text = f"count +{counted:,} for {sent:,} answered 200 or in flight at the stop"
         if not exact:
@@ -300,7 +418,7 @@ class Suite:
             start_service(server, path, self.workdir, env, "service (synchronous=FULL)")
         ) as full:
             seed(full.base_url)
-            ceiling, result = self._pair(name, bare, w.BARE_POST, full, w.UPSERT_SPREAD)
+            ceiling, result = self._pair(name, Side(bare, w.BARE_POST), Side(full, w.UPSERT_SPREAD))
         self._check(server, name, result)
         return Row(
             name,
@@ -332,12 +450,8 @@ class Suite:
             with IdleStreams(service.port) as streams:
                 reference, result = self._pair(
                     name,
-                    service,
-                    w.APPLY_SPREAD,
-                    service,
-                    w.APPLY_SPREAD,
-                    before_subject=lambda: streams.open(count),
-                    after_subject=streams.close,
+                    Side(service, w.APPLY_SPREAD),
+                    Side(service, w.APPLY_SPREAD, lambda: streams.open(count), streams.close),
                 )
         self._check(server, name, result)
         self._check(server, "apply, spread, no streams open", reference)
@@ -355,44 +469,45 @@ class Suite:
 
     # --- scale ----------------------------------------------------------------------------
 
-    def scale(self, server: str, files: ScaleFiles) -> list[Row]:
-        self.say(f"== {server}: scale, big file / small file")
-        small_rows, big_rows = f"{files.small_users * 10:,}-row", f"{files.big_users * 10:,}-row"
-        small_start = self._startup(server, files.small, small_rows)
-        big_start = self._startup(server, files.big, big_rows)
+    def scale(self, server: str, data: ScaleData) -> list[Row]:
+        kind, label = data.kind, LABELS[data.database]
+        self.say(f"== {server}: scale on {label}, big {kind} / small {kind}")
+        small_rows, big_rows = f"{data.small_users * 10:,}-row", f"{data.big_users * 10:,}-row"
+        small_start = self._startup(server, data, data.small, f"{small_rows} {kind}")
+        big_start = self._startup(server, data, data.big, f"{big_rows} {kind}")
         rows = [
             Row(
-                f"start to healthy, {big_rows} file",
+                f"start to healthy, {big_rows} {kind}",
                 server,
                 f"{big_start:.2f} s",
                 target=f"≤ {STARTUP_LIMIT_SECONDS:.0f} s",
                 met=big_start <= STARTUP_LIMIT_SECONDS,
-                note=f"median of {STARTS}; {small_rows} file: {small_start:.2f} s",
+                note=f"median of {STARTS}; {small_rows} {kind}: {small_start:.2f} s",
+                database=label,
             )
         ]
-        small = start_service(server, files.small, self.workdir, name=f"service ({small_rows})")
-        with self._running(small):
-            big = start_service(server, files.big, self.workdir, name=f"service ({big_rows})")
-            with self._running(big):
+        name = _service(data.database)
+        small = start_service(server, data.small, self.workdir, name=f"{name} ({small_rows})")
+        with self._running(small, data.database):
+            big = start_service(server, data.big, self.workdir, name=f"{name} ({big_rows})")
+            with self._running(big, data.database):
                 for read in SCALE_READS:
-                    rows.append(self._scale_row(server, read, files, small, big))
+                    rows.append(self._scale_row(server, read, data, small, big))
         return rows
 
     def _scale_row(
-        self, server: str, read: ScaleRead, files: ScaleFiles, small: Process, big: Process
+        self, server: str, read: ScaleRead, data: ScaleData, small: Process, big: Process
     ) -> Row:
-        name = f"scale: {read.name}, {files.big_users * 10:,}-row file"
+        label = LABELS[data.database]
+        name = f"scale: {read.name}, {data.big_users * 10:,}-row {data.kind}"
         reference, result = self._pair(
-            name,
-            small,
-            read.traffic(files.small_users),
-            big,
-            read.traffic(files.big_users),
-            before_subject=lambda: datafile.read_into_page_cache(files.big),
+            f"{name} ({label})",
+            Side(small, read.traffic(data.small_users)),
+            Side(big, read.traffic(data.big_users), before=data.warm),
         )
-        self._check(server, name, result)
-        self._check(server, f"{read.name} on the small file", reference)
-        target = f"≥ {SCALE_MINIMUM:.2f} x small file"
+        self._check(server, f"{name} ({label})", result)
+        self._check(server, f"{read.name} on the small {data.kind} ({label})", reference)
+        target = f"≥ {SCALE_MINIMUM:.2f} x small {data.kind}"
         met = _share(result.rate, reference.rate) >= SCALE_MINIMUM
         met = met and not (result.failed or reference.failed)
         if read.p99_limit_ms is not None:
@@ -402,37 +517,49 @@ class Suite:
             name,
             server,
             per_second(result.rate),
-            ratio(result.rate, reference.rate, f"{files.small_users * 10:,}-row file"),
+            ratio(result.rate, reference.rate, f"{data.small_users * 10:,}-row {data.kind}"),
             milliseconds(result.p99_ms),
             target,
             met,
             _notes(_failure_note(result), _failure_note(reference), _noise_note(reference, result)),
+            label,
         )
 
-    def _startup(self, server: str, path: Path, label: str) -> float:
+    def _startup(self, server: str, data: ScaleData, database: str, label: str) -> float:
         """Median seconds from process start to the first healthy answer."""
         times = []
         for _ in range(STARTS):
-            with self._running(start_service(server, path, self.workdir, name="service")) as p:
+            process = start_service(server, database, self.workdir, name=_service(data.database))
+            with self._running(process, data.database) as p:
                 times.append(p.startup_seconds or 0.0)
-        self.say(f"  start to healthy, {label} file: " + ", ".join(f"{t:.2f} s" for t in times))
+        self.say(f"  start to healthy, {label}: " + ", ".join(f"{t:.2f} s" for t in times))
         return statistics.median(times)
 
     # --- memory ---------------------------------------------------------------------------
 
-    def memory_row(self, server: str) -> Row:
-        largest = max(self.peak_rss, key=self.peak_rss.__getitem__, default="none")
-        peak = self.peak_rss.get(largest, 0)
-        count = len(self.peak_rss)
+    def memory_rows(self, server: str) -> list[Row]:
+        """One row a database: the largest peak among its service processes."""
+        rows = []
+        for database, peaks in self.peak_rss.items():
+            largest = max(peaks, key=peaks.__getitem__)
+            rows.append(
+                Row(
+                    "peak RSS of the service",
+                    server,
+                    f"{peaks[largest] / 1e6:.0f} MB",
+                    target=f"≤ {RSS_LIMIT_BYTES / 1e6:.0f} MB",
+                    met=peaks[largest] <= RSS_LIMIT_BYTES,
+                    note=f"VmHWM; largest of {len(peaks)} service processes: {largest}",
+                    database=LABELS[database],
+                )
+            )
         self.peak_rss.clear()
-        return Row(
-            "peak RSS of the service",
-            server,
-            f"{peak / 1e6:.0f} MB",
-            target=f"≤ {RSS_LIMIT_BYTES / 1e6:.0f} MB",
-            met=peak <= RSS_LIMIT_BYTES,
-            note=f"VmHWM; largest of {count} service processes: {largest}",
-        )
+        return rows
+
+
+def _service(database: str) -> str:
+    """A service process's name: SQLite's as it always was, PostgreSQL's saying so."""
+    return "service" if database == SQLITE else f"service ({LABELS[database]})"
 
 
 def _wait_for_quiet() -> None:

@@ -142,6 +142,7 @@ def scale_list(users: int) -> Traffic:
 
 
 LEADERBOARD_TOP = Traffic("GET", "/users/achievements/leaderboard?limit=10")
+STATS = Traffic("GET", "/users/achievements/stats")
 
 
 def leaderboard_rank(users: int) -> Traffic:
