@@ -176,7 +176,7 @@ def _copy(
         table: int(offline.value(target, f"SELECT count(*) FROM {table}")) for table in TABLES
     }
     wrong = [
-        f"{table} {counted[table]} of {totals[table]}"
+        f"{table}: {counted[table]} rows of {totals[table]}"
         for table in TABLES
         if counted[table] != totals[table]
     ]

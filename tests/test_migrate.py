@@ -462,3 +462,30 @@ def test_help_names_the_source_the_target_and_sidecar_db() -> None:
     assert result.returncode == 0, result.stderr
     for word in ("--from FILE", "--to URL", "SIDECAR_DB", "PGPASSWORD", "empty"):
         assert word in result.stdout, word
+
+
+@pytest.mark.parametrize("skipped", ["unlock_days", "user_achievements"])
+def test_a_copy_that_does_not_check_out_is_refused_and_leaves_the_target_empty(
+    tmp_path: Path, target: str, monkeypatch: pytest.MonkeyPatch, skipped: str
+) -> None:
+    """The checks before the commit can fail: a counter left out of the recount, or a table
+    whose rows are not all copied (both by hand here), and nothing is written."""
+    from sidecar import migrate as module
+
+    source = sidecar_file(tmp_path / "a.db")
+    fill(source, users=20, per_user=3)
+    if skipped == "user_achievements":
+        copy = module._copy_table
+
+        def short(*args: Any) -> None:  # after the snapshot's counts: every 7th row left out
+            if args[2] == "user_achievements":
+                monkeypatch.setitem(module._WHERE, "user_achievements", " WHERE id % 7 <> 0")
+            copy(*args)
+
+        monkeypatch.setattr(module, "_copy_table", short)
+    else:
+        kept = tuple(s for s in module._RECOUNT if not s.startswith(f"INSERT INTO {skipped}"))
+        monkeypatch.setattr(module, "_RECOUNT", kept)
+    with pytest.raises(db.DatabaseError, match=r"did not check out .*nothing was written"):
+        module.migrate(str(source), target, 3600, lambda *_: None)
+    assert table_count(target) == 0
