@@ -112,11 +112,19 @@ async def stream_ids(base_url: str, ids: list[int], opened: asyncio.Event, total
                     return
 
 
+BATCHES = 5
+LISTENERS = "SELECT pid FROM pg_stat_activity WHERE application_name = 'sidecar-listener'"
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["listening", "listen-connections-cut"])
 async def test_streams_on_every_sidecar_see_every_unlock_in_commit_order(
-    sidecars: list[RealServer],
+    sidecars: list[RealServer], cut: bool
 ) -> None:
     """Unlocks committed by any of 3 sidecars reach a stream open on each, live, each once,
-    gap-free and in id (commit) order."""
+    gap-free and in id (commit) order; also when every sidecar's LISTEN connection is cut
+    before each batch (the notifications sent meanwhile are lost: the sidecar polls, and reads
+    everything past its cursor once it listens again)."""
+    query = pg.query_function(str(sidecars[0].db_path))
     clients = [
         httpx.AsyncClient(base_url=sidecars[n % SIDECARS].base_url, timeout=60)
         for n in range(CLIENTS)
@@ -138,9 +146,14 @@ async def test_streams_on_every_sidecar_see_every_unlock_in_commit_order(
             response = await client.put(f"{PROGRESS}/unlock", json=body)
             assert response.status_code == 200, response.text
 
-        await asyncio.gather(
-            *(unlock(clients[user % CLIENTS], user) for user in range(1, UNLOCKS + 1))
-        )
+        users = range(1, UNLOCKS + 1)
+        for batch in range(BATCHES):
+            if cut:
+                for (pid,) in query(LISTENERS):
+                    query("SELECT pg_terminate_backend(?)", pid)
+            await asyncio.gather(
+                *(unlock(clients[user % CLIENTS], user) for user in users[batch::BATCHES])
+            )
         await asyncio.wait_for(asyncio.gather(*streams), 60)
         for ids in seen:
             assert ids == list(range(1, UNLOCKS + 1))

@@ -134,3 +134,50 @@ async def test_without_its_listen_connection_a_sidecar_keeps_no_list_then_listen
         await listening(b, list_reads)  # kept again
         await create_definition(a, f"D{n:03d}")
         assert await listed(b) == [f"D{i:03d}" for i in range(n + 1)]
+
+
+async def test_the_listener_polls_while_it_cannot_listen_and_reads_again_once_back(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Listener alone: an "events" notification from another session wakes the feed; with
+    its connection cut and no new one to be had, it wakes the feed every POLL_SECONDS (the
+    notifications sent meanwhile are lost) and keeps no list; back, it keeps the list and
+    hears notifications again."""
+    from sidecar.postgres import backend
+
+    query = pg.query_function(url)
+    wakes: list[bool] = []
+    listener = backend.Listener(url)
+    listener.start(wakes.append)
+    try:
+        await until(lambda: len(wakes) == 1, "the wake-up of the first connection")
+        assert await listener.version() == await listener.version()  # kept
+        query("SELECT pg_notify(?, ?)", backend.CHANNEL, backend.EVENTS)
+        await until(lambda: len(wakes) == 2, "the wake-up of a notification")
+
+        connect = backend.psycopg.connect
+
+        def no_listening(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("application_name") == "sidecar-listener":
+                raise backend.psycopg.OperationalError("refused by the test")
+            return connect(*args, **kwargs)
+
+        monkeypatch.setattr(backend.psycopg, "connect", no_listening)
+        for (pid,) in query(LISTENERS):
+            query("SELECT pg_terminate_backend(?)", pid)
+        await until(lambda: len(wakes) >= 5, "wake-ups by polling")
+        assert await listener.version() != await listener.version()  # not kept meanwhile
+
+        monkeypatch.undo()
+        await until(lambda: len(query(LISTENERS)) == 1, "the listener back")
+        for _ in range(200):  # kept again, once it listens (10 s at most)
+            if await listener.version() == await listener.version():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the list is not kept again")
+        woken = len(wakes)
+        query("SELECT pg_notify(?, ?)", backend.CHANNEL, backend.EVENTS)
+        await until(lambda: len(wakes) > woken, "the wake-up of a notification, again")
+    finally:
+        await listener.close()
