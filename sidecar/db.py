@@ -599,6 +599,16 @@ class Readers:
         """Changes whenever another connection (the writer, another process) has committed."""
         return int(self._inline.execute("PRAGMA data_version").fetchone()[0])
 
+    async def definitions_version(self) -> int:
+        """Keys the definitions list: it changes with every commit that may have changed a
+        definition, also one acknowledged by another process before the call (PostgreSQL:
+        the LISTEN connection's round trip; here, data_version)."""
+        return self.data_version()
+
+    def watch(self, changed: Callable[[bool], None]) -> None:
+        """Call `changed(True)` on the loop when another process may have appended events.
+        Only the writer appends to a SQLite file, and it tells the feed itself (on_commit)."""
+
     async def fetch_bulk(self, sql: str, parameters: Parameters = ()) -> list[Any]:
         return list(await self._threaded.execute_fetchall(sql, parameters))
 

@@ -92,6 +92,7 @@ class Feed:
         self._cursor = await readers.read(store.last_event_id)
         await writer.run(partial(store.watch_appended_events, appended=writer.note_appended))
         writer.on_commit(self._committed)
+        readers.watch(self._committed)  # other sidecars' events (PostgreSQL)
         self._reader = asyncio.create_task(self._fan_out(readers))
 
     async def subscribe(self) -> Subscription:

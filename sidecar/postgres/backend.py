@@ -9,6 +9,13 @@ The Writer keeps the SQLite writer's shape: one thread, one connection, group co
 jobs share a transaction, one SAVEPOINT each). A job that PostgreSQL picks as a deadlock's
 victim (groups of several processes may take rows in opposite orders) or that fails to
 serialise is run again, alone, after its group commits.
+
+The "changes" signal between sidecars: a transaction that appended events or changed
+definitions sends one NOTIFY on CHANNEL as it commits (PostgreSQL delivers it at the commit, and
+not at all on a rollback). Each sidecar's Listener keeps one LISTEN connection: an "events"
+notification wakes its feed's reader, which reads by cursor; a "definitions" one moves the
+version that keys its definitions list. While that connection is lost the feed polls, and the
+list is never served from the cache; after reconnecting, everything is read again.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 import queue
 import re
+import select
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,8 +54,12 @@ CONNECT_SECONDS = 5
 # The counters' deltas (see schema.sql) are folded this often by each sidecar's writer, between
 # groups (one sidecar at a time: the others' calls return at once).
 FOLD_SECONDS = 5.0
-# Until LISTEN/NOTIFY: how often the feed looks for events that other sidecars committed.
+# While the LISTEN connection is lost: how often the feed looks for events that other sidecars
+# committed, and the Listener tries to connect again.
 POLL_SECONDS = 1.0
+# The "changes" signal (see the module's docstring), and what its payload names.
+CHANNEL = "sidecar_changes"
+EVENTS, DEFINITIONS = "events", "definitions"
 # Runs of a deadlock's victim alone, after its group, before its caller gets the error.
 RETRIES = 3
 
@@ -113,26 +126,46 @@ class PostgresDialect(Dialect):
         connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
 
     def watch_appended_events(self, connection: Any, appended: Callable[[], None]) -> None:
-        # Told by Connection.execute when it runs the store's event insert; the Writer also
-        # calls it every POLL_SECONDS, so streams see other sidecars' events that soon.
+        # Told by Connection.execute when it runs the store's event insert (other sidecars'
+        # events reach the feed through the Listener).
         connection.appended = appended
 
 
 POSTGRES = PostgresDialect()
 
 
+_DEFINITIONS_WRITE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+achievements\b", re.I)
+
+
+@functools.lru_cache(maxsize=4096)
+def _writes_definitions(sql: str) -> bool:
+    return _DEFINITIONS_WRITE.match(sql) is not None
+
+
 class Connection:
-    """A psycopg connection that runs the store's SQL (see `translate`)."""
+    """A psycopg connection that runs the store's SQL (see `translate`), and notes what its
+    transaction changes for the "changes" signal, sent at its COMMIT."""
 
     dialect: Dialect = POSTGRES
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
         self.appended: Callable[[], None] | None = None
+        self.changes: set[str] = set()  # of the transaction in progress: EVENTS, DEFINITIONS
 
     def execute(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Any]:
-        if sql is store.APPEND_EVENT and self.appended is not None:
-            self.appended()
+        if sql is store.APPEND_EVENT:
+            self.changes.add(EVENTS)
+            if self.appended is not None:
+                self.appended()
+        elif _writes_definitions(sql):
+            self.changes.add(DEFINITIONS)
+        elif sql in ("COMMIT", "ROLLBACK"):
+            changes, self.changes = self.changes, set()
+            if sql == "COMMIT" and changes:
+                # One a transaction, whatever it wrote; delivered when (if) it commits. (A job
+                # rolled back to its savepoint may leave a kind: a wake-up that finds nothing.)
+                self.raw.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(sorted(changes))))
         return self.raw.execute(translate(sql), parameters or None)
 
     def close(self) -> None:
@@ -228,10 +261,9 @@ class Writer(db.Writer):
         try:
             while True:
                 try:
-                    first = self._queue.get(timeout=POLL_SECONDS)
+                    first = self._queue.get(timeout=FOLD_SECONDS)
                 except queue.Empty:
                     self._fold_when_due()
-                    self._poll()
                     continue
                 self._fold_when_due()
                 if first is _STOP:
@@ -262,11 +294,6 @@ class Writer(db.Writer):
             self._pg.execute("SELECT compact_counters()")  # autocommit: its own transaction
         except psycopg.Error as error:  # the server away: the next fold tries again
             log.warning("folding the counters failed: %s", _first_line(error))
-
-    def _poll(self) -> None:
-        """No write for POLL_SECONDS: tell the feed to look for other sidecars' events."""
-        if self._pg is not None and self._pg.appended is not None:
-            self._loop.call_soon_threadsafe(self._deliver, [], True)
 
     def _group(self, group: Sequence[db._Job]) -> None:
         outcomes = self._transaction(group)
@@ -331,6 +358,143 @@ class Writer(db.Writer):
         return job, result, None
 
 
+# --- the "changes" signal ------------------------------------------------------------------
+
+
+class Listener:
+    """One LISTEN connection per sidecar, on a thread of its own (see the module's docstring).
+
+    `version()` keys the definitions list. It must never let the list be served older than a
+    change that any sidecar acknowledged before the request began, and a notification arrives
+    asynchronously. So each call makes one round trip on the LISTEN connection: a listening
+    session gets every notification committed before its query began ahead of that query's
+    answer (PostgreSQL delivers them between transactions, before the session goes idle), so
+    the version the round trip returns counts every such change. Calls that wait together
+    share one round trip. While not listening, every call returns a new version: no cache.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._versions = itertools.count()  # next() is atomic: both threads draw from it
+        self._version = next(self._versions)  # moved by "definitions", and by each reconnection
+        self._listening = False
+        self._syncs: queue.SimpleQueue[asyncio.Future[int]] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = os.pipe()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: Callable[[bool], None] | None = None
+        self._thread = threading.Thread(target=self._serve, name="sidecar-listener", daemon=True)
+
+    def start(self, changed: Callable[[bool], None]) -> None:
+        """Call `changed(True)` on the loop when events may have been appended by any sidecar
+        (an "events" notification, a poll while not listening, a reconnection)."""
+        self._loop = asyncio.get_running_loop()
+        self._changed = changed
+        self._thread.start()
+
+    async def version(self) -> int:
+        if not self._listening:
+            return next(self._versions)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._syncs.put(future)
+        os.write(self._wake_write, b"s")
+        return await future
+
+    async def close(self) -> None:
+        self._stopping = True
+        os.write(self._wake_write, b"x")
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def _serve(self) -> None:
+        connection: psycopg.Connection[Any] | None = None
+        socket = -1  # the connection's, taken when it is made (a lost one may have none)
+        while not self._stopping:
+            if connection is None:
+                connection = self._listen()
+                socket = -1 if connection is None else connection.fileno()
+            watched = [self._wake_read] if connection is None else [self._wake_read, socket]
+            readable, _, _ = select.select(watched, [], [], POLL_SECONDS)
+            if self._wake_read in readable:
+                os.read(self._wake_read, 4096)
+            try:
+                if connection is not None and socket in readable:
+                    connection.pgconn.consume_input()  # psycopg.OperationalError once lost
+                    while (notify := connection.pgconn.notifies()) is not None:
+                        self._notified(notify.extra.decode())
+                self._answer_syncs(connection)
+            except psycopg.Error as error:
+                log.warning(
+                    "the LISTEN connection was lost (%s): polling until it is back",
+                    _first_line(error),
+                )
+                self._listening = False
+                self._version = next(self._versions)
+                if connection is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        connection.close()
+                connection = None
+                self._answer_syncs(None)
+            if connection is None:
+                self._tell(True)  # the poll: the feed reads whatever is past its cursor
+        if connection is not None:
+            connection.close()
+        self._answer_syncs(None)
+
+    def _listen(self) -> psycopg.Connection[Any] | None:
+        try:
+            connection = psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=CONNECT_SECONDS,
+                application_name="sidecar-listener",  # for operators, in pg_stat_activity
+            )
+            connection.add_notify_handler(lambda notify: self._notified(notify.payload))
+            connection.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error:
+            return None  # the server away: poll meanwhile, try again after POLL_SECONDS
+        # Anything may have changed while not listening: the list is built again, and the
+        # feed reads everything past its cursor.
+        self._version = next(self._versions)
+        self._listening = True
+        self._tell(True)
+        return connection
+
+    def _notified(self, payload: str) -> None:
+        kinds = payload.split(",")
+        if DEFINITIONS in kinds:
+            self._version = next(self._versions)
+        if EVENTS in kinds:
+            self._tell(True)
+
+    def _answer_syncs(self, connection: psycopg.Connection[Any] | None) -> None:
+        waiting: list[asyncio.Future[int]] = []
+        while not self._syncs.empty():
+            waiting.append(self._syncs.get_nowait())
+        if not waiting or self._loop is None:
+            return
+        exact = False
+        try:
+            if connection is not None:
+                connection.execute("SELECT")  # takes in every notification committed before it
+                exact = True
+        finally:  # also when the connection is lost meanwhile: then each gets a new version
+            versions = [self._version if exact else next(self._versions) for _ in waiting]
+            self._loop.call_soon_threadsafe(_settle, waiting, versions)
+
+    def _tell(self, appended: bool) -> None:
+        if self._loop is not None and self._changed is not None:
+            self._loop.call_soon_threadsafe(self._changed, appended)
+
+
+def _settle(futures: list[asyncio.Future[int]], versions: list[int]) -> None:
+    for future, version in zip(futures, versions, strict=True):
+        if not future.done():
+            future.set_result(version)
+
+
 # --- the readers ----------------------------------------------------------------------------
 
 # Reads at once, each on its own thread and connection (per sidecar).
@@ -351,6 +515,7 @@ class Readers(db.Readers):
         self._connections: list[Connection] = []  # every one, to close them at the end
         self._lock = threading.Lock()
         self._version = itertools.count()
+        self._listener = Listener(url)
 
     @classmethod
     async def open(cls, path: str) -> Readers:
@@ -391,14 +556,23 @@ class Readers(db.Readers):
         return rows
 
     def data_version(self) -> int:
-        """Other sidecars' commits are not signalled here yet: a new value each call, so no
-        answer is ever served from the cache."""
+        """A new value each call: the per-user list answers are never kept on PostgreSQL. Kept
+        exactly, they would need a NOTIFY from every write, and PostgreSQL serialises the
+        commits of notifying transactions (one lock for the database), which only unlocks
+        (already in line for the event counter) and definition changes can afford."""
         return next(self._version)
+
+    def watch(self, changed: Callable[[bool], None]) -> None:
+        self._listener.start(changed)
+
+    async def definitions_version(self) -> int:
+        return await self._listener.version()
 
     async def fetch_bulk(self, sql: str, parameters: Parameters = ()) -> list[Any]:
         return await self._off_loop(functools.partial(self.fetch_all, sql, parameters))
 
     async def close(self) -> None:
+        await self._listener.close()
         await asyncio.to_thread(self._pool.shutdown)
         with self._lock:
             for connection in self._connections:

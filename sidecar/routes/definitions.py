@@ -87,7 +87,7 @@ class _ListOrder:
     async def items(self, readers: Readers) -> list[bytes]:
         async with self._lock:
             # Taken before the read: a commit during the build only makes the next one rebuild.
-            version = readers.data_version()
+            version = await readers.definitions_version()
             if version != self._version:
                 definitions = await store.list_achievements(readers)
                 self._items = [idforms.encode(d, self._strings) for d in definitions]
