@@ -423,8 +423,9 @@ _STORE = (
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING "
     "RETURNING (SELECT CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM idempotency_usage)"
 )
-# More than a stored answer's row counts beside its body in the usage (schema.sql's estimate:
-# a key of at most 255 characters twice, a 32-byte fingerprint, two timestamps and 48 bytes).
+# At least what a stored answer counts in the usage beside its body (schema.sql's estimate: twice
+# a key of at most 255 characters, a 32-byte fingerprint, twice a 24-character timestamp and 48
+# bytes: 638): below the budget by more than this and the body, the store is within it after.
 ROW_BEYOND_BODY_BYTES = 1024
 
 

@@ -2,10 +2,11 @@
 
 A successful answer is stored with its key in the same transaction as the write, so a replay
 (same key, same method, path, query and body) gets the stored answer back and applies nothing,
-also after a crash. Keys are kept `idempotency_ttl_seconds` (an older one is a new key, whether
-the purge has removed it yet or not); past `idempotency_budget_bytes` of stored answers the
-oldest go first. A repeat that arrives while the first is in flight queues behind it on the
-single writer, and so finds the stored answer.
+also after a crash: the write runs first and the key is stored after it (one statement for a new
+key); a key found taken rolls the write back. Keys are kept `idempotency_ttl_seconds` (an older
+one is a new key, whether the purge has removed it yet or not); past
+`idempotency_budget_bytes` of stored answers the oldest go first. A repeat that arrives while
+the first is in flight queues behind it on the single writer, and so finds the stored answer.
 """
 
 from __future__ import annotations
