@@ -99,15 +99,25 @@ async def test_text_with_nul_is_stored_as_written(client: Any, sql: Any) -> None
         assert stored == [(text, text)]
 
 
+async def test_metadata_holds_nul_as_a_json_escape_on_both(client: Any, sql: Any) -> None:
+    """Metadata is JSON text: U+0000 is in it as the six characters of its escape, so it needs
+    no escape of the backend's (and JSON text holds no raw U+0001 either)."""
+    created = await client.post(DEFINITIONS, json={"name": "m", "metadata": METADATA})
+    assert created.status_code == 201, created.text
+    assert created.json()["metadata"] == METADATA
+    (stored,) = sql("SELECT metadata FROM achievements WHERE id = ?", created.json()["id"])
+    assert "\\u0000" in stored[0] and "\u0000" not in stored[0] and "\u0001" not in stored[0]
+
+
 def test_definitions_export_gives_back_text_with_nul(
     db_path: Any, backend: str, tmp_path: Path
 ) -> None:
-    if backend == "postgres":
-        pytest.xfail("definitions export does not run on PostgreSQL in this branch (issue 17)")
     document = {"achievements": [{"key": "nul", "name": "a\u0000b", "description": "\u0001\u0002"}]}
     source = tmp_path / "in.json"
     source.write_text(json.dumps(document))
     imported = run("definitions", "import", str(source), "--db", str(db_path))
+    if backend == "postgres" and "on a PostgreSQL database yet" in imported.stderr:
+        pytest.xfail("definitions import/export do not run on PostgreSQL yet (issue 17)")
     assert imported.returncode == 0, imported.stderr
     exported = run("definitions", "export", "--db", str(db_path))
     assert exported.returncode == 0, exported.stderr

@@ -5,6 +5,9 @@ read, however long the server takes, holds up the event loop: other requests kee
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sqlite3
 import threading
 import urllib.parse
@@ -157,3 +160,61 @@ async def test_reads_on_reader_threads_see_every_write_before_them(client: Any) 
             )
         )
         assert all(read.json()["unlockedAt"] is not None for read in reads)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[pg.Cluster]:
+    """A cluster of this test's own, since the test stops its processes."""
+    cluster = pg.cluster_or_skip()
+    try:
+        yield cluster
+    finally:
+        signal_cluster(cluster, signal.SIGCONT)
+        cluster.stop()
+
+
+def signal_cluster(cluster: pg.Cluster, number: int) -> None:
+    """The server and each of its processes (a backend starts a session of its own)."""
+    postmaster = cluster.process.pid
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    for pid in [*children, postmaster]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)
+
+
+async def test_a_server_that_stops_answering_does_not_stop_other_requests(
+    own_cluster: pg.Cluster, tmp_path: Path
+) -> None:
+    """PostgreSQL's processes stopped (SIGSTOP: as a host gone from the network, connections
+    open and silent): reads and writes wait, routes that need no database answer meanwhile."""
+    with pg.fresh_database(own_cluster.url) as url:
+        server = start_server(url, log_dir=tmp_path)
+        try:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=HOLD_SECONDS) as client:
+                created = await client.post(DEFINITIONS, json={"name": "Before"})
+                assert created.status_code == 201, created.text
+                signal_cluster(own_cluster, signal.SIGSTOP)
+                try:
+                    held = [
+                        asyncio.create_task(client.get(f"{DEFINITIONS}/1")),
+                        asyncio.create_task(
+                            client.get(PROGRESS, params={"userId": 1, "achievementId": 1})
+                        ),
+                        asyncio.create_task(client.get("/health")),
+                    ]
+                    await asyncio.sleep(0.5)
+                    assert not any(task.done() for task in held)
+                    document = await client.get("/schema/openapi.json")
+                    assert document.status_code == 200
+                    assert not any(task.done() for task in held)
+                finally:
+                    signal_cluster(own_cluster, signal.SIGCONT)
+                answers = await asyncio.gather(*held)
+                assert [answer.status_code for answer in answers] == [200, 200, 200]
+        finally:
+            server.stop()
