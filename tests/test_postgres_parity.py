@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,17 @@ class HeldTables:
                 self.go.wait(HOLD_SECONDS)
             self.released.set()
 
+    def wait_for_waiters(self, count: int) -> None:
+        """Until `count` queries wait for the lock (bounded: HOLD_SECONDS)."""
+        deadline = time.monotonic() + HOLD_SECONDS
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            while time.monotonic() < deadline:
+                row = connection.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if (row.fetchone() or (0,))[0] >= count:
+                    return
+                time.sleep(0.05)
+        raise AssertionError(f"fewer than {count} queries came to wait for the lock")
+
     def stop(self) -> None:
         self.go.set()
         if self._holder.is_alive():
@@ -131,7 +143,7 @@ async def test_a_read_held_up_by_the_server_does_not_stop_other_requests(
                 asyncio.create_task(client.get("/users/achievements/leaderboard/1")),
                 asyncio.create_task(client.get("/users/1/profile")),
             ]
-            await asyncio.sleep(0.5)  # let them reach the server
+            await asyncio.to_thread(held_tables.wait_for_waiters, len(held))
             assert not any(task.done() for task in held)
             for path in ("/health", "/schema/openapi.json", DEFINITIONS):
                 answered = await client.get(path)
