@@ -393,7 +393,7 @@ class Listener:
         self._thread.start()
 
     async def version(self) -> int:
-        if not self._listening:
+        if not self._listening or not self._thread.is_alive():
             return next(self._versions)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._syncs.put(future)
@@ -410,38 +410,46 @@ class Listener:
 
     def _serve(self) -> None:
         connection: psycopg.Connection[Any] | None = None
-        socket = -1  # the connection's, taken when it is made (a lost one may have none)
-        while not self._stopping:
-            if connection is None:
-                connection = self._listen()
-                socket = -1 if connection is None else connection.fileno()
-            watched = [self._wake_read] if connection is None else [self._wake_read, socket]
+        try:
+            while not self._stopping:
+                connection = self._turn(connection)
+        finally:  # also if it failed: nobody waits for an answer, nothing more is kept
+            self._listening = False
+            if connection is not None:
+                connection.close()
+            self._answer_syncs(None)
+
+    def _turn(self, connection: psycopg.Connection[Any] | None) -> psycopg.Connection[Any] | None:
+        """Wait for a notification, a call of `version()` or POLL_SECONDS, and act on it;
+        returns the connection to go on with (None: not listening)."""
+        if connection is None:
+            connection = self._listen()
+        try:
+            socket = None if connection is None else connection.fileno()
+            watched = [self._wake_read] if socket is None else [self._wake_read, socket]
             readable, _, _ = select.select(watched, [], [], POLL_SECONDS)
             if self._wake_read in readable:
                 os.read(self._wake_read, 4096)
-            try:
-                if connection is not None and socket in readable:
-                    connection.pgconn.consume_input()  # psycopg.OperationalError once lost
-                    while (notify := connection.pgconn.notifies()) is not None:
-                        self._notified(notify.extra.decode())
-                self._answer_syncs(connection)
-            except psycopg.Error as error:
-                log.warning(
-                    "the LISTEN connection was lost (%s): polling until it is back",
-                    _first_line(error),
-                )
-                self._listening = False
-                self._version = next(self._versions)
-                if connection is not None:
-                    with contextlib.suppress(psycopg.Error):
-                        connection.close()
-                connection = None
-                self._answer_syncs(None)
-            if connection is None:
-                self._tell(True)  # the poll: the feed reads whatever is past its cursor
-        if connection is not None:
-            connection.close()
-        self._answer_syncs(None)
+            if connection is not None and socket in readable:
+                connection.pgconn.consume_input()  # psycopg.OperationalError once lost
+                while (notify := connection.pgconn.notifies()) is not None:
+                    self._notified(notify.extra.decode())
+            self._answer_syncs(connection)
+        except (psycopg.Error, OSError) as error:
+            log.warning(
+                "the LISTEN connection was lost (%s): polling until it is back",
+                _first_line(error),
+            )
+            self._listening = False
+            self._version = next(self._versions)
+            if connection is not None:
+                with contextlib.suppress(psycopg.Error):
+                    connection.close()
+            connection = None
+            self._answer_syncs(None)
+        if connection is None:
+            self._tell(True)  # the poll: the feed reads whatever is past its cursor
+        return connection
 
     def _listen(self) -> psycopg.Connection[Any] | None:
         try:
