@@ -205,6 +205,11 @@ def connect(url: str) -> Connection:
     return Connection(raw)
 
 
+def database_bytes(readers: db.Readers) -> int:
+    """The database's size on disk, for /metrics."""
+    return int(readers.fetch_one("SELECT pg_database_size(current_database())")[0])
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
