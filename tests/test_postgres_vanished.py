@@ -77,14 +77,14 @@ def vanishing() -> Iterator[Vanishing]:
         _command("ip", "-n", namespace, "link", "set", inner, "up")
         cluster = pg.cluster_or_skip()
         cluster.halt()  # started again inside the namespace, listening on its address only
-        data = cluster.directory / "data"
-        with open(data / "pg_hba.conf", "a") as hba:
+        with open(cluster.directory / "data" / "pg_hba.conf", "a") as hba:  # initdb: loopback
             hba.write(f"host all all {outer_address}/32 trust\n")
+        # The command pg.start_cluster ran, on the namespace's address.
         command = [
             f"listen_addresses={inner_address}"
             if argument == "listen_addresses=127.0.0.1"
-            else argument
-            for argument in cluster.process.args  # type: ignore[union-attr]
+            else str(argument)
+            for argument in list(cluster.process.args)
         ]
         owner = pwd.getpwnam(pg.CLUSTER_USER)
         directory = cluster.directory
