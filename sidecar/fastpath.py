@@ -11,14 +11,16 @@ Litestar handlers use. A keyed write goes through the same `writes.write_with_ke
 (the key claimed and the answer stored in the write's transaction, the same fingerprint), so its
 replays and its IDEMPOTENCY_KEY_REUSED are Litestar's too; both client libraries key every write,
 so this is most writes. Anything else (a malformed parameter or body, `achievementKey` in a query,
-percent-escapes, another method), and any read that fails here, goes on to the Litestar app,
-which owns every validation answer, so validation lives in one place; a write's body is replayed
-to it. A write that reached the writer is never run again: its failure (a 404, a locked
-database) is answered here with the problem Litestar's exception handler would send
-(`errors.problem_of`). The answers are the very bytes the Litestar handlers send
-(`tests/test_fastpath.py` compares both ways), in the id form the request asks for (`Prefer:
-ids=string`, sidecar/idforms.py). List answers are kept until the database changes
-(`sidecar/answercache.py`).
+percent-escapes, another method) goes on to the Litestar app, which owns every validation
+answer, so validation lives in one place; a write's body is replayed to it. A write that reached
+the writer is never run again: its failure (a 404, a locked database) is answered here with the
+problem Litestar's exception handler would send (`errors.problem_of`). So is a read's 404 or
+DATABASE_UNAVAILABLE: the handler would run the same read and meet it again, a second round trip
+to a PostgreSQL server (and, with the server away, a second wait); any other failure of a read
+(SQLite busy for a moment) goes on to Litestar, which tries once more. The answers are the very
+bytes the Litestar handlers send (`tests/test_fastpath.py` compares both ways), in the id form
+the request asks for (`Prefer: ids=string`, sidecar/idforms.py). List answers are kept until the
+database changes (`sidecar/answercache.py`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, S
 
 from sidecar import commands, idforms, store
 from sidecar.answercache import AnswerCache
-from sidecar.db import Readers
-from sidecar.errors import PROBLEM_JSON, problem_body, problem_of
+from sidecar.db import DatabaseUnavailable, Readers
+from sidecar.errors import PROBLEM_JSON, ApiError, problem_body, problem_of
 from sidecar.models import MAX_ID
 from sidecar.routes.common import JSON
 from sidecar.routes.progress import BASE, COMMAND_ANSWERS, COMMAND_BODIES, job_of
@@ -217,8 +219,7 @@ class FastPath:
             strings = _prefers_string_ids(scope["headers"])
             answer: Answer | None
             if scope["method"] == "GET":
-                body, template = await self._read(scope, strings)
-                answer = None if body is None else (200, body, _json_headers(strings))
+                answer, template = await self._read(scope, strings)
             else:
                 answer, receive = await self._write(scope, receive, strings)
             if answer is not None:
@@ -227,19 +228,24 @@ class FastPath:
                 return
         await self.app(scope, receive, send)
 
-    async def _read(self, scope: HTTPScope, strings: bool) -> tuple[bytes | None, str]:
+    async def _read(self, scope: HTTPScope, strings: bool) -> tuple[Answer | None, str]:
         """The answer to a plain read (None for any other request) and its route's template."""
         path, query = scope["path"], scope["query_string"]
+        route = self._routes.get(path)
+        parent, _, user = path.rpartition("/")
+        template = RANK_TEMPLATE if route is None and parent == LEADERBOARD else path
         try:
-            route = self._routes.get(path)
             if route is not None:
-                return await route(self.service.readers, query, strings), path
-            parent, _, user = path.rpartition("/")
-            if parent == LEADERBOARD and not query:
-                return await _rank(self.service.readers, user, strings), RANK_TEMPLATE
+                body = await route(self.service.readers, query, strings)
+            elif template == RANK_TEMPLATE and not query:
+                body = await _rank(self.service.readers, user, strings)
+            else:
+                return None, path
+        except (ApiError, DatabaseUnavailable) as error:  # see the module's docstring
+            return _error_answer(error), template
         except Exception:
-            pass  # the Litestar handler answers it, with its error if it fails too (404 and all)
-        return None, path
+            return None, path  # the Litestar handler tries once more, and answers
+        return (None if body is None else (200, body, _json_headers(strings))), template
 
     async def _write(
         self, scope: HTTPScope, receive: Receive, strings: bool

@@ -1,4 +1,11 @@
-"""Prometheus metrics: requests by route and status, latency, file sizes, rows per table."""
+"""Prometheus metrics: requests by route and status, latency, database size, rows per table.
+
+The database's gauges are read at each scrape: on SQLite the file's and its WAL's sizes; on
+PostgreSQL pg_database_size (no WAL gauge there: the server's WAL is the whole cluster's, shared
+with every other database on it, and its own exporter reports it). While a PostgreSQL server is
+away, /metrics still answers (the requests' counts, the 503s among them, are what an operator
+looks at then): sidecar_database_up is 0 and the database's gauges keep their last values.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,9 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from sidecar import postgres, store
 from sidecar.clientlog import client_log
+from sidecar.db import DatabaseUnavailable, Readers
 
 # Sub-millisecond buckets: most answers take well under a millisecond of server time.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -34,16 +43,23 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.database_up = Gauge(
+            "sidecar_database_up",
+            "1 when the database answered this scrape's reads; 0 when its server was away "
+            "(PostgreSQL): the database's gauges then keep their last values.",
+            registry=self.registry,
+        )
         self.database_bytes = Gauge(
-            "sidecar_database_bytes", "Size of the SQLite file.", registry=self.registry
+            "sidecar_database_bytes",
+            "Size of the database: the SQLite file, or pg_database_size on PostgreSQL.",
+            registry=self.registry,
         )
-        self.wal_bytes = Gauge(
-            "sidecar_wal_bytes", "Size of the SQLite write-ahead log.", registry=self.registry
-        )
+        # Registered at the first scrape of a SQLite database (see the module's docstring).
+        self.wal_bytes: Gauge | None = None
         self.table_rows = Gauge(
             "sidecar_table_rows", "Rows per table.", ("table",), registry=self.registry
         )
-        # Set by the /metrics handler (routes/operations.py) from the idempotency_usage row.
+        # From the idempotency_usage row.
         self.idempotency_keys = Gauge(
             "sidecar_idempotency_keys", "Stored idempotent answers.", registry=self.registry
         )
@@ -74,11 +90,35 @@ class Metrics:
             counter = self._counters[key] = self.requests.labels(*key)
         counter.inc()
 
-    def exposition(self, db_path: str, rows: dict[str, int]) -> bytes:
-        self.database_bytes.set(_size(db_path))
-        self.wal_bytes.set(_size(f"{db_path}-wal"))
-        for table, count in rows.items():
-            self.table_rows.labels(table).set(count)
+    async def exposition(self, readers: Readers, database: str) -> bytes:
+        """The text of GET /metrics; the database's gauges read through `readers` (on
+        PostgreSQL: on its reader threads, off the event loop)."""
+        try:
+            rows = await store.table_rows(readers)
+            keys, size, evicted = await readers.read(store.idempotency_usage)
+            if postgres.is_url(database):
+                from sidecar.postgres import backend  # psycopg: only with the postgres extra
+
+                database_bytes = await readers.read(backend.database_bytes)
+            else:
+                database_bytes = _size(database)
+                if self.wal_bytes is None:
+                    self.wal_bytes = Gauge(
+                        "sidecar_wal_bytes",
+                        "Size of the SQLite write-ahead log.",
+                        registry=self.registry,
+                    )
+                self.wal_bytes.set(_size(f"{database}-wal"))
+        except DatabaseUnavailable:
+            self.database_up.set(0)
+        else:
+            self.database_up.set(1)
+            self.database_bytes.set(database_bytes)
+            for table, count in rows.items():
+                self.table_rows.labels(table).set(count)
+            self.idempotency_keys.set(keys)
+            self.idempotency_bytes.set(size)
+            self.idempotency_evicted.set(evicted)
         return generate_latest(self.registry)
 
 

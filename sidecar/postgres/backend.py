@@ -37,6 +37,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 
 from sidecar import db, store
 from sidecar.db import MAX_GROUP, DatabaseError, DatabaseUnavailable, Parameters
@@ -51,6 +52,22 @@ P = ParamSpec("P")
 # A server that does not answer a connection attempt (a host gone from the network) is given
 # up on after this long: the request gets 503 DATABASE_UNAVAILABLE.
 CONNECT_SECONDS = 5
+# A server that falls silent on an open connection (its host gone from the network, a failover:
+# no RST, packets dropped) is given up on after about 10 s, not TCP's minutes: sent data left
+# unacknowledged for TCP_USER_TIMEOUT_MS, or an idle connection (the LISTEN one, a reader
+# waiting for its answer) whose keepalive probes, from 5 s of silence on, every 2 s, go
+# unanswered (TCP_USER_TIMEOUT_MS bounds those too). The request waiting on it gets 503
+# DATABASE_UNAVAILABLE, and the connection is replaced. A busy but reachable server answers
+# probes from its kernel: a long query is not cut. libpq's names; the URL's own settings win.
+TCP_USER_TIMEOUT_MS = 10_000
+CONNECTION_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": CONNECT_SECONDS,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+}
 # The counters' deltas (see schema.sql) are folded this often by each sidecar's writer, between
 # groups (one sidecar at a time: the others' calls return at once).
 FOLD_SECONDS = 5.0
@@ -181,14 +198,25 @@ class Connection:
         self.raw.close()
 
 
+def connection_options(url: str) -> dict[str, Any]:
+    """CONNECTION_DEFAULTS that the URL does not set itself (psycopg's keywords override it)."""
+    given = conninfo_to_dict(url)
+    return {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in given}
+
+
 def connect(url: str) -> Connection:
     """An autocommit connection: transactions are begun explicitly, as on SQLite."""
     try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_SECONDS)
+        raw = psycopg.connect(url, autocommit=True, **connection_options(url))
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(f"cannot reach {redacted(url)}: {_first_line(error)}") from error
     text.adapt(raw)  # U+0000 in names and descriptions (sidecar/postgres/text.py)
     return Connection(raw)
+
+
+def database_bytes(readers: db.Readers) -> int:
+    """The database's size on disk, for /metrics."""
+    return int(readers.fetch_one("SELECT pg_database_size(current_database())")[0])
 
 
 def _first_line(error: BaseException) -> str:
@@ -465,8 +493,8 @@ class Listener:
             connection = psycopg.connect(
                 self._url,
                 autocommit=True,
-                connect_timeout=CONNECT_SECONDS,
                 application_name="sidecar-listener",  # for operators, in pg_stat_activity
+                **connection_options(self._url),
             )
             connection.add_notify_handler(lambda notify: self._notified(notify.payload))
             connection.execute(f"LISTEN {CHANNEL}")

@@ -37,15 +37,9 @@ async def get_health(request: Request[Any, Any, Any]) -> ASGIResponse:
 
 @get("/metrics", opt={"text": "text/plain"})
 async def get_metrics(request: Request[Any, Any, Any]) -> ASGIResponse:
-    """Prometheus metrics: requests, latency, database and WAL sizes, rows per table."""
+    """Prometheus metrics: requests, latency, database size, rows per table (sidecar/metrics.py)."""
     service = service_of(request)
-    rows = await store.table_rows(service.readers)
-    metrics = request.app.state.metrics
-    keys, size, evicted = await service.readers.read(store.idempotency_usage)
-    metrics.idempotency_keys.set(keys)
-    metrics.idempotency_bytes.set(size)
-    metrics.idempotency_evicted.set(evicted)
-    body = metrics.exposition(service.settings.db_path, rows)
+    body = await request.app.state.metrics.exposition(service.readers, service.settings.db_path)
     return ASGIResponse(body=body, media_type="text/plain; version=0.0.4")
 
 
