@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from bench.datafile import CREATED, FIRST_UNLOCK_EPOCH, ROWS_PER_USER
-from sidecar.postgres import COUNTER_CHECKS
+from sidecar.postgres import COUNTER_CHECKS, RECOUNT
 from sidecar.postgres import backend as pg_backend
 from tests import pg
 
@@ -45,29 +45,6 @@ _PROGRESS = (
     "to_timestamp(%(epoch)s + u * 10 + a) AT TIME ZONE 'UTC', "
     '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\') END AS at) AS t '
     "ORDER BY u, a"
-)
-_COUNTERS = (
-    "INSERT INTO user_stats (user_id, progress_rows, unlocked_count, reached_at) "
-    "SELECT u.id, count(p.id), count(p.unlocked_at), max(p.unlocked_at) "
-    "FROM users AS u LEFT JOIN user_achievements AS p ON p.user_id = u.id GROUP BY u.id",
-    "INSERT INTO achievement_stats (achievement_id, progress_rows, unlocked_count) "
-    "SELECT a.id, count(p.id), count(p.unlocked_at) "
-    "FROM achievements AS a LEFT JOIN user_achievements AS p ON p.achievement_id = a.id "
-    "GROUP BY a.id",
-    "INSERT INTO totals (users, users_with_progress) SELECT (SELECT count(*) FROM users), "
-    "(SELECT count(*) FROM user_stats WHERE progress_rows > 0)",
-    "INSERT INTO unlock_histogram (unlocked_count, users) "
-    "SELECT unlocked_count, count(*) FROM user_stats WHERE unlocked_count > 0 GROUP BY 1",
-    *(
-        f"INSERT INTO unlock_{table} (unlocked_count, {column}, users) "
-        f"SELECT unlocked_count, left(reached_at, {length}), count(*) FROM user_stats "
-        "WHERE unlocked_count > 0 GROUP BY 1, 2"
-        for table, column, length in (
-            ("months", "month", 7),
-            ("days", "day", 10),
-            ("hours", "hour", 13),
-        )
-    ),
 )
 # The secondary indexes (not those behind a primary key or a unique constraint), as SQL.
 _INDEXES = (
@@ -113,7 +90,7 @@ def _bulk(connection: psycopg.Connection[Any], parameters: dict[str, Any]) -> No
     for name, _ in indexes:
         connection.execute(f'DROP INDEX "{name}"')
     _load(connection, parameters)
-    for sql in _COUNTERS:
+    for sql in RECOUNT:
         connection.execute(sql)
     for _, sql in indexes:
         connection.execute(sql)

@@ -24,6 +24,7 @@ from sidecar import readonly, store
 from sidecar.db import DatabaseError
 from sidecar.postgres import (
     COUNTER_CHECKS,
+    RECOUNT,
     SCHEMA_LOCK,
     SCHEMA_VERSION,
     create_schema,
@@ -46,29 +47,6 @@ TABLES = {
 # Only the keys within their TTL: the service would take an expired one for a new key anyway.
 _WHERE = {"idempotency_keys": " WHERE created_at >= :cutoff"}
 
-# The counters from the copied rows, as the triggers keep them (COUNTER_CHECKS compares).
-_RECOUNT = (
-    "INSERT INTO user_stats (user_id, progress_rows, unlocked_count, reached_at) "
-    "SELECT u.id, count(p.id), count(p.unlocked_at), max(p.unlocked_at) FROM users u "
-    "LEFT JOIN user_achievements p ON p.user_id = u.id GROUP BY u.id",
-    "INSERT INTO totals (users, users_with_progress) "
-    "SELECT count(*), count(*) FILTER (WHERE progress_rows > 0) FROM user_stats",
-    "INSERT INTO achievement_stats (achievement_id, progress_rows, unlocked_count) "
-    "SELECT a.id, count(p.id), count(p.unlocked_at) FROM achievements a "
-    "LEFT JOIN user_achievements p ON p.achievement_id = a.id GROUP BY a.id",
-    "INSERT INTO unlock_histogram (unlocked_count, users) "
-    "SELECT unlocked_count, count(*) FROM user_stats WHERE unlocked_count > 0 GROUP BY 1",
-    *(
-        f"INSERT INTO {table} (unlocked_count, {bucket}, users) "
-        f"SELECT unlocked_count, left(reached_at, {length}), count(*) FROM user_stats "
-        "WHERE unlocked_count > 0 GROUP BY 1, 2"
-        for table, bucket, length in (
-            ("unlock_months", "month", 7),
-            ("unlock_days", "day", 10),
-            ("unlock_hours", "hour", 13),
-        )
-    ),
-)
 # The same size estimate as the triggers' (schema.sql); `evicted` is the file's own count.
 _RECOUNT_USAGE = (
     "INSERT INTO idempotency_usage (keys, bytes, evicted) SELECT count(*), "
@@ -164,7 +142,7 @@ def _copy(
                 ) from None
         for table in TABLES:
             target.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-        for statement in _RECOUNT:
+        for statement in RECOUNT:
             target.execute(statement)
         target.execute("ANALYZE user_stats")
         evicted = source.execute("SELECT coalesce(sum(evicted), 0) FROM idempotency_usage")

@@ -484,8 +484,8 @@ def test_a_copy_that_does_not_check_out_is_refused_and_leaves_the_target_empty(
 
         monkeypatch.setattr(module, "_copy_table", short)
     else:
-        kept = tuple(s for s in module._RECOUNT if not s.startswith(f"INSERT INTO {skipped}"))
-        monkeypatch.setattr(module, "_RECOUNT", kept)
+        kept = tuple(s for s in module.RECOUNT if not s.startswith(f"INSERT INTO {skipped}"))
+        monkeypatch.setattr(module, "RECOUNT", kept)
     with pytest.raises(db.DatabaseError, match=r"did not check out .*nothing was written"):
         module.migrate(str(source), target, 3600, lambda *_: None)
     assert table_count(target) == 0

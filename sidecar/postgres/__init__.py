@@ -134,3 +134,28 @@ COUNTER_CHECKS: dict[str, tuple[str, str]] = {
         "SELECT coalesce(max(id), 0) FROM events",
     ),
 }
+
+# The counters rebuilt from the rows, as the triggers keep them (COUNTER_CHECKS compares), into
+# empty counter tables: for rows written with the triggers off (`migrate`, the bench's bulk data).
+RECOUNT = (
+    "INSERT INTO user_stats (user_id, progress_rows, unlocked_count, reached_at) "
+    "SELECT u.id, count(p.id), count(p.unlocked_at), max(p.unlocked_at) FROM users u "
+    "LEFT JOIN user_achievements p ON p.user_id = u.id GROUP BY u.id",
+    "INSERT INTO totals (users, users_with_progress) "
+    "SELECT count(*), count(*) FILTER (WHERE progress_rows > 0) FROM user_stats",
+    "INSERT INTO achievement_stats (achievement_id, progress_rows, unlocked_count) "
+    "SELECT a.id, count(p.id), count(p.unlocked_at) FROM achievements a "
+    "LEFT JOIN user_achievements p ON p.achievement_id = a.id GROUP BY a.id",
+    "INSERT INTO unlock_histogram (unlocked_count, users) "
+    "SELECT unlocked_count, count(*) FROM user_stats WHERE unlocked_count > 0 GROUP BY 1",
+    *(
+        f"INSERT INTO {table} (unlocked_count, {bucket}, users) "
+        f"SELECT unlocked_count, left(reached_at, {length}), count(*) FROM user_stats "
+        "WHERE unlocked_count > 0 GROUP BY 1, 2"
+        for table, bucket, length in (
+            ("unlock_months", "month", 7),
+            ("unlock_days", "day", 10),
+            ("unlock_hours", "hour", 13),
+        )
+    ),
+)
