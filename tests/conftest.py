@@ -121,3 +121,14 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL server for the session (tests/pg.py); the tests that use it skip, with one
     line saying why, when there is none."""
     yield from pg.session_url()
+
+
+@pytest.fixture
+def cluster() -> Iterator[pg.Cluster]:
+    """A PostgreSQL cluster of the test's own, for a test that stops it (skips when there is
+    none, as postgres_url does)."""
+    own = pg.cluster_or_skip()
+    try:
+        yield own
+    finally:
+        own.stop()

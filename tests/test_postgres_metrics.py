@@ -4,9 +4,6 @@ among them, with sidecar_database_up 0)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from litestar.testing import AsyncTestClient
 
 from sidecar.app import create_app
@@ -17,16 +14,6 @@ from tests.helpers import DEFINITIONS, assert_problem, create_definition
 from tests.test_metrics import gauge, request_count, scrape
 
 SIZE = "SELECT pg_database_size(current_database())"
-
-
-@pytest.fixture
-def cluster() -> Iterator[pg.Cluster]:
-    """A cluster of this test's own, since the test stops it."""
-    own = pg.cluster_or_skip()
-    try:
-        yield own
-    finally:
-        own.stop()
 
 
 async def test_database_bytes_is_pg_database_size_and_there_is_no_wal_gauge(

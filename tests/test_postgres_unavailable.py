@@ -4,10 +4,8 @@ service answers again, without a restart, with everything acknowledged before.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from litestar.testing import AsyncTestClient
 
 from sidecar.app import create_app
@@ -17,16 +15,6 @@ from tests.conftest import BASE_URL
 from tests.helpers import DEFINITIONS, PROGRESS, assert_problem
 
 APPLY = f"{PROGRESS}/apply"
-
-
-@pytest.fixture
-def cluster() -> Iterator[pg.Cluster]:
-    """A cluster of this test's own, since the test stops it."""
-    own = pg.cluster_or_skip()
-    try:
-        yield own
-    finally:
-        own.stop()
 
 
 async def test_requests_get_503_while_the_server_is_down_and_the_service_recovers(
