@@ -91,6 +91,7 @@ def generate(url: str, users: int, by_triggers: bool = False) -> None:
         # A failure leaves a database to throw away: nothing to wait for at the commit.
         connection.execute("SET synchronous_commit = off")
         connection.execute("SET maintenance_work_mem = '256MB'")
+        connection.execute("SET work_mem = '256MB'")  # the ORDER BY of the rows
         with connection.transaction():
             if by_triggers:
                 _load(connection, parameters)

@@ -521,7 +521,13 @@ class Suite:
             milliseconds(result.p99_ms),
             target,
             met,
-            _notes(_failure_note(result), _failure_note(reference), _noise_note(reference, result)),
+            _notes(
+                # Beside the big one's: whether a tail comes with the size or with the host.
+                f"p99 on the small {data.kind}: {reference.p99_ms:.1f} ms",
+                _failure_note(result),
+                _failure_note(reference),
+                _noise_note(reference, result),
+            ),
             label,
         )
 
