@@ -22,7 +22,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -139,14 +139,100 @@ class Connection:
         self.raw.close()
 
 
+class _Pending:
+    """A statement sent in pipeline mode: its result is waited for only when read."""
+
+    __slots__ = ("_connection", "_cursor", "_number")
+
+    def __init__(self, connection: Pipelined, cursor: psycopg.Cursor[Any], number: int) -> None:
+        self._connection, self._cursor, self._number = connection, cursor, number
+
+    def fetchone(self) -> Any:
+        row = self._cursor.fetchone()  # one round trip: every statement sent up to this one
+        self._connection.read_up_to(self._number)
+        return row
+
+    def fetchall(self) -> list[Any]:
+        rows = self._cursor.fetchall()
+        self._connection.read_up_to(self._number)
+        return rows
+
+    def __iter__(self) -> Any:
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        self._connection.sync()
+        return self._cursor.rowcount
+
+
+class Pipelined(Connection):
+    """The writer's connection. Inside `pipelined()` a statement is sent without waiting for
+    its answer; the round trip is paid when the store reads a result (which brings the answers
+    of everything sent before it), or at `sync()`. An upsert then costs 2 round trips, not 6:
+    the SAVEPOINT and the achievement's lookup, then the user's lock, the user and the upsert.
+    An error of a statement sent earlier is raised by the next read or sync (the server skips
+    what follows it until the sync)."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        super().__init__(raw)
+        self._pipeline: psycopg.Pipeline | None = None
+        self._sent = 0
+        self._read = 0
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        with self.raw.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
+                self._read = self._sent
+
+    def execute(self, sql: str, parameters: Parameters = ()) -> Any:
+        cursor = super().execute(sql, parameters)
+        if self._pipeline is None:
+            return cursor
+        self._sent += 1
+        return _Pending(self, cursor, self._sent)
+
+    def read_up_to(self, number: int) -> None:
+        self._read = max(self._read, number)
+
+    @property
+    def unread(self) -> bool:
+        """Statements were sent whose answers (or errors) have not come back yet."""
+        return self._read < self._sent
+
+    def sync(self) -> None:
+        """Wait for the answers of every statement sent; raises the first error among them."""
+        if self._pipeline is not None:
+            self._read = self._sent
+            self._pipeline.sync()
+
+    def settle(self) -> None:
+        """After a job's error: the rest of what it sent answered (skipped by the server after
+        the error), so that the next statement runs. Raises only when the connection is lost."""
+        try:
+            self.sync()
+        except psycopg.Error:
+            if self.raw.closed or self.raw.broken:
+                raise
+
+
 def connect(url: str) -> Connection:
     """An autocommit connection: transactions are begun explicitly, as on SQLite."""
+    return Connection(_connect(url))
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_SECONDS)
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(f"cannot reach {redacted(url)}: {_first_line(error)}") from error
     text.adapt(raw)  # U+0000 in names and descriptions (sidecar/postgres/text.py)
-    return Connection(raw)
+    return raw
 
 
 def _first_line(error: BaseException) -> str:
@@ -204,7 +290,7 @@ class Writer(db.Writer):
 
     def __init__(self, url: str) -> None:  # not super().__init__(): that opens a SQLite file
         self._url = url
-        self._pg: Connection | None = connect(url)
+        self._pg: Pipelined | None = Pipelined(_connect(url))
         self._path = redacted(url)  # for the parent's messages
         self._gone = False
         self._watcher: Callable[[], None] | None = None  # kept across reconnections
@@ -286,12 +372,17 @@ class Writer(db.Writer):
         try:
             if self._pg is None or self._pg.raw.closed:
                 watcher = self._pg.appended if self._pg is not None else self._watcher
-                self._pg = connect(self._url)
+                self._pg = Pipelined(_connect(self._url))
                 self._pg.appended = watcher
             connection = self._pg
-            connection.execute("BEGIN")
-            outcomes = [self._one(connection, job) for job in group]
-            connection.execute("COMMIT")
+            with connection.pipelined():
+                connection.execute("BEGIN")
+                if len(group) == 1:  # no SAVEPOINT: the job's error rolls back the transaction
+                    outcomes = [self._alone(connection, group[0])]
+                else:
+                    outcomes = [self._one(connection, job) for job in group]
+                    connection.execute("COMMIT")
+                    connection.sync()
             return outcomes
         except BaseException as error:
             failure = self._answerable(error)
@@ -301,7 +392,7 @@ class Writer(db.Writer):
             return [(job, None, failure) for job in group]
 
     def _answerable(self, error: BaseException) -> Exception:
-        if isinstance(error, psycopg.OperationalError) and not isinstance(error, _RETRIED):
+        if _lost(error):
             # The server went away (restarted, unreachable): reconnect at the next group.
             if self._pg is not None:
                 self._watcher = self._pg.appended
@@ -315,20 +406,53 @@ class Writer(db.Writer):
         failure.__cause__ = error
         return failure
 
+    def _alone(
+        self, connection: Pipelined, job: db._Job
+    ) -> tuple[db._Job, Any, BaseException | None]:
+        try:
+            result = self._run(connection, job)
+        except Exception as error:
+            if _lost(error):
+                raise  # the group fails
+            connection.settle()
+            connection.execute("ROLLBACK")
+            connection.sync()
+            return job, None, error
+        connection.execute("COMMIT")
+        connection.sync()
+        return job, result, None
+
     def _one(
-        self, connection: Connection, job: db._Job
+        self, connection: Pipelined, job: db._Job
     ) -> tuple[db._Job, Any, BaseException | None]:
         connection.execute("SAVEPOINT job")
         try:
-            result = job.run(connection)
+            result = self._run(connection, job)
         except Exception as error:
-            if isinstance(error, psycopg.OperationalError) and not isinstance(error, _RETRIED):
-                raise  # the connection is lost: the group fails
+            if _lost(error):
+                raise  # the group fails
+            connection.settle()
             connection.execute("ROLLBACK TO job")
             connection.execute("RELEASE job")
+            connection.sync()
             return job, None, error
-        connection.execute("RELEASE job")
+        connection.execute("RELEASE job")  # answered with the next job's first read
         return job, result, None
+
+    @staticmethod
+    def _run(connection: Pipelined, job: db._Job) -> Any:
+        """The job, and the answers of all it sent: its errors are its own, not the next's."""
+        result = job.run(connection)
+        if connection.unread:
+            connection.sync()
+        return result
+
+
+def _lost(error: BaseException) -> bool:
+    """Whether a write's error means the connection is lost (rather than a failed statement)."""
+    return isinstance(error, psycopg.OperationalError) and not isinstance(
+        error, (*_RETRIED, pg_errors.PipelineAborted)
+    )
 
 
 # --- the readers ----------------------------------------------------------------------------
