@@ -97,6 +97,7 @@ def translate(sql: str) -> str:
 class PostgresDialect(Dialect):
     name = "postgresql"
     key_share = " FOR KEY SHARE"
+    lock_creates_user = True
 
     def lock_user(self, connection: Any, user_id: int) -> None:
         # ON CONFLICT DO UPDATE locks the row it meets, also when its WHERE changes nothing.
