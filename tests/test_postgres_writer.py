@@ -4,14 +4,17 @@ own although the statements of a group's jobs are sent without waiting for their
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from psycopg.pq import PipelineStatus
 
 from sidecar import commands, store
+from sidecar.models import Apply
 from sidecar.postgres import backend
 from tests import pg
 
@@ -43,6 +46,18 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     monkeypatch.setattr(cursor, "fetchall", counted("read", cursor.fetchall, piped=True))
     monkeypatch.setattr(psycopg.Pipeline, "sync", counted("sync", psycopg.Pipeline.sync, True))
     yield waits
+
+
+async def _one_group(writer: backend.Writer, jobs: list[Any]) -> list[Any]:
+    """The jobs' outcomes, the jobs queued while the writer thread is held: one group."""
+    held = threading.Event()
+    holding = asyncio.ensure_future(writer.run(lambda _: held.wait(10)))
+    await asyncio.sleep(0.05)  # the writer thread has taken the holding job (or soon will)
+    runs = [asyncio.ensure_future(writer.run(job)) for job in jobs]
+    await asyncio.sleep(0)  # queued
+    held.set()
+    await holding
+    return list(await asyncio.gather(*runs, return_exceptions=True))
 
 
 def _upsert(user: int) -> Any:
@@ -82,12 +97,7 @@ async def test_an_error_sent_unread_is_its_own_jobs(database: str) -> None:
         return run
 
     try:
-        outcomes = await asyncio.gather(
-            writer.run(adds(1)),
-            writer.run(fails_unread),
-            writer.run(adds(3)),
-            return_exceptions=True,
-        )
+        outcomes = await _one_group(writer, [adds(1), fails_unread, adds(3)])
         assert outcomes[0] is None and outcomes[2] is None, outcomes
         assert isinstance(outcomes[1], psycopg.errors.UniqueViolation), outcomes
         # Alone in its group (no SAVEPOINT then): rolled back as a whole.
@@ -97,5 +107,32 @@ async def test_an_error_sent_unread_is_its_own_jobs(database: str) -> None:
             lambda c: [row[0] for row in c.execute("SELECT id FROM users ORDER BY id").fetchall()]
         )
         assert users == [1, 3]
+    finally:
+        await writer.close()
+
+
+async def test_a_group_run_again_applies_each_write_once(database: str) -> None:
+    """A group whose third job fails is rolled back and run again with savepoints: the writes
+    of the jobs before it count once, the failing one's not at all."""
+    writer = backend.Writer(database)
+    body = b'{"userId":1,"achievementId":1,"ops":[{"op":"inc","path":"n","value":1}]}'
+    command = commands.command_of(msgspec.json.decode(body, type=Apply, strict=True))
+
+    def increment(connection: Any) -> Any:
+        return commands.execute(connection, command)
+
+    def fails(connection: Any) -> None:
+        increment(connection)
+        connection.execute("SELECT 1 / 0")  # sent, never read
+
+    try:
+        await writer.run(lambda c: store.create_achievement(c, "A", None, None, "{}"))
+        outcomes = await _one_group(writer, [increment, increment, fails, increment])
+        assert not any(isinstance(o, BaseException) for o in outcomes[:2] + outcomes[3:])
+        assert isinstance(outcomes[2], psycopg.errors.DivisionByZero), outcomes
+        row = await writer.run(
+            lambda c: c.execute("SELECT metadata FROM user_achievements").fetchone()
+        )
+        assert row == ('{"n":3}',)
     finally:
         await writer.close()

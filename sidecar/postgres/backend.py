@@ -6,9 +6,12 @@ names (REWRITES), once per statement text, and carries the PostgreSQL dialect: t
 make each write correct beside other sidecar processes (see sidecar/dialect.py).
 
 The Writer keeps the SQLite writer's shape: one thread, one connection, group commit (queued
-jobs share a transaction, one SAVEPOINT each). A job that PostgreSQL picks as a deadlock's
-victim (groups of several processes may take rows in opposite orders) or that fails to
-serialise is run again, alone, after its group commits.
+jobs share a transaction). Its statements are pipelined (`Pipelined`): a job waits for the server
+only where it reads a result. A group first runs without a SAVEPOINT a job; if one of its jobs
+fails, the group is rolled back and run again with one SAVEPOINT a job, as on SQLite (and so are
+the next CAUTIOUS_GROUPS groups). A job that PostgreSQL picks as a deadlock's victim (groups of
+several processes may take rows in opposite orders) or that fails to serialise is run again,
+alone, after its group commits.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ FOLD_SECONDS = 5.0
 POLL_SECONDS = 1.0
 # Runs of a deadlock's victim alone, after its group, before its caller gets the error.
 RETRIES = 3
+# After a group run without savepoints failed on one of its jobs (and ran again with them), the
+# groups of several jobs that take a SAVEPOINT a job at once: a run of failing writes (unknown
+# achievements, replayed keys) then costs a wasted group now and then, not every time.
+CAUTIOUS_GROUPS = 16
 
 
 # --- statements -----------------------------------------------------------------------------
@@ -296,6 +303,7 @@ class Writer(db.Writer):
         self._gone = False
         self._watcher: Callable[[], None] | None = None  # kept across reconnections
         self._folded_at = time.monotonic()
+        self._cautious = 0  # groups still to run with a SAVEPOINT a job (CAUTIOUS_GROUPS)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._after_commit: list[Callable[[bool], None]] = []
@@ -376,14 +384,20 @@ class Writer(db.Writer):
                 self._pg = Pipelined(_connect(self._url))
                 self._pg.appended = watcher
             connection = self._pg
+            if len(group) == 1 or not self._cautious:
+                with connection.pipelined():
+                    connection.execute("BEGIN")
+                    optimistic = self._without_savepoints(connection, group)
+                if optimistic is not None:
+                    return optimistic
+                self._cautious = CAUTIOUS_GROUPS
+            else:
+                self._cautious -= 1
             with connection.pipelined():
                 connection.execute("BEGIN")
-                if len(group) == 1:  # no SAVEPOINT: the job's error rolls back the transaction
-                    outcomes = [self._alone(connection, group[0])]
-                else:
-                    outcomes = [self._one(connection, job) for job in group]
-                    connection.execute("COMMIT")
-                    connection.sync()
+                outcomes = [self._one(connection, job) for job in group]
+                connection.execute("COMMIT")
+                connection.sync()
             return outcomes
         except BaseException as error:
             failure = self._answerable(error)
@@ -407,21 +421,26 @@ class Writer(db.Writer):
         failure.__cause__ = error
         return failure
 
-    def _alone(
-        self, connection: Pipelined, job: db._Job
-    ) -> tuple[db._Job, Any, BaseException | None]:
-        try:
-            result = self._run(connection, job)
-        except Exception as error:
-            if _lost(error):
-                raise  # the group fails
-            connection.settle()
-            connection.execute("ROLLBACK")
-            connection.sync()
-            return job, None, error
+    def _without_savepoints(
+        self, connection: Pipelined, group: Sequence[db._Job]
+    ) -> list[tuple[db._Job, Any, BaseException | None]] | None:
+        """The group in one transaction without a SAVEPOINT a job (two statements a job less,
+        and no subtransactions on the server). A job's error rolls the whole group back: a group
+        of one answers with it; a larger one returns None, to be run again with savepoints."""
+        results = []
+        for job in group:
+            try:
+                results.append(self._run(connection, job))
+            except Exception as error:
+                if _lost(error):
+                    raise  # the group fails
+                connection.settle()
+                connection.execute("ROLLBACK")
+                connection.sync()
+                return [(job, None, error)] if len(group) == 1 else None
         connection.execute("COMMIT")
         connection.sync()
-        return job, result, None
+        return [(job, result, None) for job, result in zip(group, results, strict=True)]
 
     def _one(
         self, connection: Pipelined, job: db._Job
