@@ -81,6 +81,24 @@ async def test_an_upsert_costs_two_round_trips(database: str, round_trips: list[
         await writer.close()
 
 
+async def test_new_unlocks_wait_three_times_a_job(database: str, round_trips: list[str]) -> None:
+    """The event's insert is left unread: a group of new unlocks syncs once, at its COMMIT."""
+    writer = backend.Writer(database)
+    try:
+        await writer.run(lambda c: store.create_achievement(c, "A", None, None, "{}"))
+        unlocks = [commands.UnlockCommand(user, 1) for user in range(1, 21)]
+        round_trips.clear()
+        jobs = [lambda c, u=u: commands.execute(c, u) for u in unlocks]
+        outcomes = await _one_group(writer, jobs)
+        assert all(outcome.newly_unlocked for outcome in outcomes), outcomes
+        # The achievement, the row (none), the inserted row: 3 reads a job; the holding job's
+        # sync, the group's COMMIT.
+        assert round_trips.count("read") == 60, round_trips
+        assert round_trips.count("sync") <= 3, round_trips
+    finally:
+        await writer.close()
+
+
 async def test_an_error_sent_unread_is_its_own_jobs(database: str) -> None:
     """A job that sends a failing statement and reads nothing gets the error; the jobs before
     and after it in its group are committed."""

@@ -426,20 +426,23 @@ class Writer(db.Writer):
     ) -> list[tuple[db._Job, Any, BaseException | None]] | None:
         """The group in one transaction without a SAVEPOINT a job (two statements a job less,
         and no subtransactions on the server). A job's error rolls the whole group back: a group
-        of one answers with it; a larger one returns None, to be run again with savepoints."""
+        of one answers with it; a larger one returns None, to be run again with savepoints.
+        So no job waits for the answers it left unread (an unlock's event insert): an error
+        among them, raised by a later job's read or by the COMMIT's sync (the server skips the
+        COMMIT after it), is the group's, and the run with savepoints tells whose it is."""
         results = []
-        for job in group:
-            try:
-                results.append(self._run(connection, job))
-            except Exception as error:
-                if _lost(error):
-                    raise  # the group fails
-                connection.settle()
-                connection.execute("ROLLBACK")
-                connection.sync()
-                return [(job, None, error)] if len(group) == 1 else None
-        connection.execute("COMMIT")
-        connection.sync()
+        try:
+            for job in group:
+                results.append(job.run(connection))
+            connection.execute("COMMIT")
+            connection.sync()
+        except Exception as error:
+            if _lost(error):
+                raise  # the group fails
+            connection.settle()
+            connection.execute("ROLLBACK")  # a warning only, if the COMMIT ran and failed
+            connection.sync()
+            return [(group[0], None, error)] if len(group) == 1 else None
         return [(job, result, None) for job, result in zip(group, results, strict=True)]
 
     def _one(
