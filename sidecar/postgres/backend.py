@@ -137,11 +137,17 @@ class Connection:
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
         self.appended: Callable[[], None] | None = None
+        self._cursor = raw.cursor()
 
     def execute(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Any]:
         if sql is store.APPEND_EVENT and self.appended is not None:
             self.appended()
         return self.raw.execute(translate(sql), parameters or None)
+
+    def query(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Any]:
+        """A read whose rows are taken at once, on the connection's one kept cursor (a new
+        cursor a statement costs a reader thread ~10 us of its ~100)."""
+        return self._cursor.execute(translate(sql), parameters or None)
 
     def close(self) -> None:
         self.raw.close()
@@ -525,7 +531,7 @@ class Readers(db.Readers):
 
     def _run(self, sql: str, parameters: Parameters, all_: bool) -> Any:
         try:
-            cursor = self._connection().execute(sql, parameters)
+            cursor = self._connection().query(sql, parameters)
             return cursor.fetchall() if all_ else cursor.fetchone()
         except psycopg.OperationalError as error:
             raise DatabaseUnavailable(f"{redacted(self._url)}: {_first_line(error)}") from error
