@@ -183,9 +183,9 @@ class Pipelined(Connection):
     """The writer's connection. Inside `pipelined()` a statement is sent without waiting for
     its answer; the round trip is paid when the store reads a result (which brings the answers
     of everything sent before it), or at `sync()`. An upsert then costs 2 round trips, not 6:
-    the SAVEPOINT and the achievement's lookup, then the user's lock, the user and the upsert.
-    An error of a statement sent earlier is raised by the next read or sync (the server skips
-    what follows it until the sync)."""
+    the achievement's lookup (with whatever the writer sent before it), then the user's lock
+    and the upsert. An error of a statement sent earlier is raised by the next read or sync
+    (the server skips what follows it until the sync)."""
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         super().__init__(raw)
@@ -498,7 +498,7 @@ class Readers(db.Readers):
 
     def __init__(self, url: str) -> None:  # no super().__init__(): it holds SQLite connections
         self._url = url
-        # The reads to run, each with its future and loop (None: a thread's end).
+        # The reads to run, each with the future it answers (None: a thread's end).
         self._reads: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
         self._reads = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
