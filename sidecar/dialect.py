@@ -22,6 +22,8 @@ class Dialect:
     # Appended to the SELECT of a definition that a write of progress depends on: keeps the
     # definition from being deleted before the write commits.
     key_share = ""
+    # Whether `lock_user` also creates the user if new (then the store does not do it again).
+    lock_creates_user = False
 
     def lock_user(self, connection: Any, user_id: int) -> None:
         """Before a write that may create the user or their progress: create the user if new,

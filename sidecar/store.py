@@ -230,6 +230,8 @@ def keyed_achievements(connection: sqlite3.Connection) -> list[Achievement]:
 
 
 def _ensure_user(connection: sqlite3.Connection, user_id: int, now: str) -> None:
+    if dialect.of(connection).lock_creates_user:  # done by lock_user, earlier in the write
+        return
     connection.execute(
         "INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
         (user_id, now),

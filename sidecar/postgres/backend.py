@@ -6,9 +6,12 @@ names (REWRITES), once per statement text, and carries the PostgreSQL dialect: t
 make each write correct beside other sidecar processes (see sidecar/dialect.py).
 
 The Writer keeps the SQLite writer's shape: one thread, one connection, group commit (queued
-jobs share a transaction, one SAVEPOINT each). A job that PostgreSQL picks as a deadlock's
-victim (groups of several processes may take rows in opposite orders) or that fails to
-serialise is run again, alone, after its group commits.
+jobs share a transaction). Its statements are pipelined (`Pipelined`): a job waits for the server
+only where it reads a result. A group first runs without a SAVEPOINT a job; if one of its jobs
+fails, the group is rolled back and run again with one SAVEPOINT a job, as on SQLite (and so are
+the next CAUTIOUS_GROUPS groups). A job that PostgreSQL picks as a deadlock's victim (groups of
+several processes may take rows in opposite orders) or that fails to serialise is run again,
+alone, after its group commits.
 
 The "changes" signal between sidecars: a transaction that appended events or changed
 definitions sends one NOTIFY on CHANNEL as it commits (PostgreSQL delivers it at the commit, and
@@ -31,8 +34,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
@@ -79,6 +81,10 @@ CHANNEL = "sidecar_changes"
 EVENTS, DEFINITIONS = "events", "definitions"
 # Runs of a deadlock's victim alone, after its group, before its caller gets the error.
 RETRIES = 3
+# After a group run without savepoints failed on one of its jobs (and ran again with them), the
+# groups of several jobs that take a SAVEPOINT a job at once: a run of failing writes (unknown
+# achievements, replayed keys) then costs a wasted group now and then, not every time.
+CAUTIOUS_GROUPS = 16
 
 
 # --- statements -----------------------------------------------------------------------------
@@ -127,6 +133,7 @@ def translate(sql: str) -> str:
 class PostgresDialect(Dialect):
     name = "postgresql"
     key_share = " FOR KEY SHARE"
+    lock_creates_user = True
 
     def lock_user(self, connection: Any, user_id: int) -> None:
         # ON CONFLICT DO UPDATE locks the row it meets, also when its WHERE changes nothing.
@@ -159,11 +166,7 @@ def _writes_definitions(sql: str) -> bool:
     return _DEFINITIONS_WRITE.match(sql) is not None
 
 
-@functools.lru_cache(maxsize=8)
-def _notify_and_commit(payload: str) -> str:
-    # The payload is ours (EVENTS, DEFINITIONS joined): no quote to escape. Two statements in
-    # one text: psycopg sends a text without parameters as one simple query.
-    return f"NOTIFY {CHANNEL}, '{payload}'; COMMIT"
+_NOTIFY = "SELECT pg_notify(%s, %s)"
 
 
 class Connection:
@@ -176,6 +179,7 @@ class Connection:
         self.raw = raw
         self.appended: Callable[[], None] | None = None
         self.changes: set[str] = set()  # of the transaction in progress: EVENTS, DEFINITIONS
+        self._cursor = raw.cursor()
 
     def execute(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Any]:
         if sql is store.APPEND_EVENT:
@@ -189,10 +193,15 @@ class Connection:
             if sql == "COMMIT" and changes:
                 # One a transaction, whatever it wrote; delivered when (if) it commits. (A job
                 # rolled back to its savepoint may leave a kind: a wake-up that finds nothing.)
-                # Sent with the COMMIT, in one round trip: measured 10-15% of the unlock
-                # workload's rate as a statement of its own.
-                sql = _notify_and_commit(",".join(sorted(changes)))
+                # The writer commits in pipeline mode, so it rides in the COMMIT's round trip
+                # (a round trip of its own measured 10-15% of the unlock workload's rate).
+                self.raw.execute(_NOTIFY, (CHANNEL, ",".join(sorted(changes))))
         return self.raw.execute(translate(sql), parameters or None)
+
+    def query(self, sql: str, parameters: Parameters = ()) -> psycopg.Cursor[Any]:
+        """A read whose rows are taken at once, on the connection's one kept cursor (a new
+        cursor a statement costs a reader thread ~10 us of its ~100)."""
+        return self._cursor.execute(translate(sql), parameters or None)
 
     def close(self) -> None:
         self.raw.close()
@@ -204,14 +213,100 @@ def connection_options(url: str) -> dict[str, Any]:
     return {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in given}
 
 
+class _Pending:
+    """A statement sent in pipeline mode: its result is waited for only when read."""
+
+    __slots__ = ("_connection", "_cursor", "_number")
+
+    def __init__(self, connection: Pipelined, cursor: psycopg.Cursor[Any], number: int) -> None:
+        self._connection, self._cursor, self._number = connection, cursor, number
+
+    def fetchone(self) -> Any:
+        row = self._cursor.fetchone()  # one round trip: every statement sent up to this one
+        self._connection.read_up_to(self._number)
+        return row
+
+    def fetchall(self) -> list[Any]:
+        rows = self._cursor.fetchall()
+        self._connection.read_up_to(self._number)
+        return rows
+
+    def __iter__(self) -> Any:
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        self._connection.sync()
+        return self._cursor.rowcount
+
+
+class Pipelined(Connection):
+    """The writer's connection. Inside `pipelined()` a statement is sent without waiting for
+    its answer; the round trip is paid when the store reads a result (which brings the answers
+    of everything sent before it), or at `sync()`. An upsert then costs 2 round trips, not 6:
+    the achievement's lookup (with whatever the writer sent before it), then the user's lock
+    and the upsert. An error of a statement sent earlier is raised by the next read or sync
+    (the server skips what follows it until the sync)."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        super().__init__(raw)
+        self._pipeline: psycopg.Pipeline | None = None
+        self._sent = 0
+        self._read = 0
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        with self.raw.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
+                self._read = self._sent
+
+    def execute(self, sql: str, parameters: Parameters = ()) -> Any:
+        cursor = super().execute(sql, parameters)
+        if self._pipeline is None:
+            return cursor
+        self._sent += 1
+        return _Pending(self, cursor, self._sent)
+
+    def read_up_to(self, number: int) -> None:
+        self._read = max(self._read, number)
+
+    @property
+    def unread(self) -> bool:
+        """Statements were sent whose answers (or errors) have not come back yet."""
+        return self._read < self._sent
+
+    def sync(self) -> None:
+        """Wait for the answers of every statement sent; raises the first error among them."""
+        if self._pipeline is not None:
+            self._read = self._sent
+            self._pipeline.sync()
+
+    def settle(self) -> None:
+        """After a job's error: the rest of what it sent answered (skipped by the server after
+        the error), so that the next statement runs. Raises only when the connection is lost."""
+        try:
+            self.sync()
+        except psycopg.Error:
+            if self.raw.closed or self.raw.broken:
+                raise
+
+
 def connect(url: str) -> Connection:
     """An autocommit connection: transactions are begun explicitly, as on SQLite."""
+    return Connection(_connect(url))
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
     try:
         raw = psycopg.connect(url, autocommit=True, **connection_options(url))
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(f"cannot reach {redacted(url)}: {_first_line(error)}") from error
     text.adapt(raw)  # U+0000 in names and descriptions (sidecar/postgres/text.py)
-    return Connection(raw)
+    return raw
 
 
 def database_bytes(readers: db.Readers) -> int:
@@ -274,11 +369,12 @@ class Writer(db.Writer):
 
     def __init__(self, url: str) -> None:  # not super().__init__(): that opens a SQLite file
         self._url = url
-        self._pg: Connection | None = connect(url)
+        self._pg: Pipelined | None = Pipelined(_connect(url))
         self._path = redacted(url)  # for the parent's messages
         self._gone = False
         self._watcher: Callable[[], None] | None = None  # kept across reconnections
         self._folded_at = time.monotonic()
+        self._cautious = 0  # groups still to run with a SAVEPOINT a job (CAUTIOUS_GROUPS)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._after_commit: list[Callable[[bool], None]] = []
@@ -350,12 +446,23 @@ class Writer(db.Writer):
         try:
             if self._pg is None or self._pg.raw.closed:
                 watcher = self._pg.appended if self._pg is not None else self._watcher
-                self._pg = connect(self._url)
+                self._pg = Pipelined(_connect(self._url))
                 self._pg.appended = watcher
             connection = self._pg
-            connection.execute("BEGIN")
-            outcomes = [self._one(connection, job) for job in group]
-            connection.execute("COMMIT")
+            if len(group) == 1 or not self._cautious:
+                with connection.pipelined():
+                    connection.execute("BEGIN")
+                    optimistic = self._without_savepoints(connection, group)
+                if optimistic is not None:
+                    return optimistic
+                self._cautious = CAUTIOUS_GROUPS
+            else:
+                self._cautious -= 1
+            with connection.pipelined():
+                connection.execute("BEGIN")
+                outcomes = [self._one(connection, job) for job in group]
+                connection.execute("COMMIT")
+                connection.sync()
             return outcomes
         except BaseException as error:
             failure = self._answerable(error)
@@ -365,7 +472,7 @@ class Writer(db.Writer):
             return [(job, None, failure) for job in group]
 
     def _answerable(self, error: BaseException) -> Exception:
-        if isinstance(error, psycopg.OperationalError) and not isinstance(error, _RETRIED):
+        if _lost(error):
             # The server went away (restarted, unreachable): reconnect at the next group.
             if self._pg is not None:
                 self._watcher = self._pg.appended
@@ -379,20 +486,61 @@ class Writer(db.Writer):
         failure.__cause__ = error
         return failure
 
+    def _without_savepoints(
+        self, connection: Pipelined, group: Sequence[db._Job]
+    ) -> list[tuple[db._Job, Any, BaseException | None]] | None:
+        """The group in one transaction without a SAVEPOINT a job (two statements a job less,
+        and no subtransactions on the server). A job's error rolls the whole group back: a group
+        of one answers with it; a larger one returns None, to be run again with savepoints.
+        So no job waits for the answers it left unread (an unlock's event insert): an error
+        among them, raised by a later job's read or by the COMMIT's sync (the server skips the
+        COMMIT after it), is the group's, and the run with savepoints tells whose it is."""
+        results = []
+        try:
+            for job in group:
+                results.append(job.run(connection))
+            connection.execute("COMMIT")
+            connection.sync()
+        except Exception as error:
+            if _lost(error):
+                raise  # the group fails
+            connection.settle()
+            connection.execute("ROLLBACK")  # a warning only, if the COMMIT ran and failed
+            connection.sync()
+            return [(group[0], None, error)] if len(group) == 1 else None
+        return [(job, result, None) for job, result in zip(group, results, strict=True)]
+
     def _one(
-        self, connection: Connection, job: db._Job
+        self, connection: Pipelined, job: db._Job
     ) -> tuple[db._Job, Any, BaseException | None]:
         connection.execute("SAVEPOINT job")
         try:
-            result = job.run(connection)
+            result = self._run(connection, job)
         except Exception as error:
-            if isinstance(error, psycopg.OperationalError) and not isinstance(error, _RETRIED):
-                raise  # the connection is lost: the group fails
+            if _lost(error):
+                raise  # the group fails
+            connection.settle()
             connection.execute("ROLLBACK TO job")
             connection.execute("RELEASE job")
+            connection.sync()
             return job, None, error
-        connection.execute("RELEASE job")
+        connection.execute("RELEASE job")  # answered with the next job's first read
         return job, result, None
+
+    @staticmethod
+    def _run(connection: Pipelined, job: db._Job) -> Any:
+        """The job, and the answers of all it sent: its errors are its own, not the next's."""
+        result = job.run(connection)
+        if connection.unread:
+            connection.sync()
+        return result
+
+
+def _lost(error: BaseException) -> bool:
+    """Whether a write's error means the connection is lost (rather than a failed statement)."""
+    return isinstance(error, psycopg.OperationalError) and not isinstance(
+        error, (*_RETRIED, pg_errors.PipelineAborted)
+    )
 
 
 # --- the "changes" signal ------------------------------------------------------------------
@@ -527,14 +675,14 @@ class Listener:
                 exact = True
         finally:  # also when the connection is lost meanwhile: then each gets a new version
             versions = [self._version if exact else next(self._versions) for _ in waiting]
-            self._loop.call_soon_threadsafe(_settle, waiting, versions)
+            self._loop.call_soon_threadsafe(_settle_versions, waiting, versions)
 
     def _tell(self, appended: bool) -> None:
         if self._loop is not None and self._changed is not None:
             self._loop.call_soon_threadsafe(self._changed, appended)
 
 
-def _settle(futures: list[asyncio.Future[int]], versions: list[int]) -> None:
+def _settle_versions(futures: list[asyncio.Future[int]], versions: list[int]) -> None:
     for future, version in zip(futures, versions, strict=True):
         if not future.done():
             future.set_result(version)
@@ -555,7 +703,16 @@ class Readers(db.Readers):
 
     def __init__(self, url: str) -> None:  # no super().__init__(): it holds SQLite connections
         self._url = url
-        self._pool = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="sidecar-reader")
+        # The reads to run, each with the future it answers (None: a thread's end).
+        self._reads: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
+        self._reads = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"sidecar-reader-{n}", daemon=True)
+            for n in range(READER_THREADS)
+        ]
+        for thread in self._threads:
+            thread.start()
         self._local = threading.local()  # each reader thread's connection
         self._connections: list[Connection] = []  # every one, to close them at the end
         self._lock = threading.Lock()
@@ -575,7 +732,21 @@ class Readers(db.Readers):
         return await self._off_loop(functools.partial(read, self, *args, **kwargs))
 
     async def _off_loop(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        # A queue and the loop's own future: run_in_executor's concurrent future, chained to an
+        # asyncio one, cost the loop and the reader thread ~15 us more a read.
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._reads.put((call, future))
+        return await future
+
+    def _serve(self) -> None:
+        while (read := self._reads.get()) is not None:
+            call, future = read
+            try:
+                result = call()
+            except BaseException as error:  # the caller's to handle, as run_in_executor gives it
+                self._loop.call_soon_threadsafe(_settle, future, None, error)
+            else:
+                self._loop.call_soon_threadsafe(_settle, future, result, None)
 
     def _connection(self) -> Connection:
         connection: Connection | None = getattr(self._local, "connection", None)
@@ -588,7 +759,7 @@ class Readers(db.Readers):
 
     def _run(self, sql: str, parameters: Parameters, all_: bool) -> Any:
         try:
-            cursor = self._connection().execute(sql, parameters)
+            cursor = self._connection().query(sql, parameters)
             return cursor.fetchall() if all_ else cursor.fetchone()
         except psycopg.OperationalError as error:
             raise DatabaseUnavailable(f"{redacted(self._url)}: {_first_line(error)}") from error
@@ -618,8 +789,20 @@ class Readers(db.Readers):
 
     async def close(self) -> None:
         await self._listener.close()
-        await asyncio.to_thread(self._pool.shutdown)
+        for _ in self._threads:
+            self._reads.put(None)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
         with self._lock:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller went away (cancelled)
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
