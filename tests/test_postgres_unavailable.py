@@ -4,6 +4,7 @@ service answers again, without a restart, with everything acknowledged before.""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -44,3 +45,24 @@ async def test_requests_get_503_while_the_server_is_down_and_the_service_recover
             assert (await client.post(APPLY, json=inc)).status_code == 200
             row = await client.get(PROGRESS, params=body)
             assert row.json()["metadata"] == {"n": 2}  # the one before, the one after
+
+
+async def test_after_a_restart_of_the_server_no_read_fails_on_a_connection_it_closed(
+    cluster: pg.Cluster,
+) -> None:
+    """Each reader thread keeps its connection. The server restarted while no request came:
+    the first read on each kept connection finds it closed, and reconnects rather than
+    answering 503 for a server that is up."""
+    with pg.fresh_database(cluster.url) as url:
+        async with AsyncTestClient(
+            app=create_app(Settings(db_path=url)), base_url=BASE_URL
+        ) as client:
+            # Enough reads at once that every reader thread opens its connection.
+            answers = await asyncio.gather(*(client.get("/health") for _ in range(32)))
+            assert {answer.status_code for answer in answers} == {200}
+
+            cluster.halt()
+            cluster.restart()
+            for _ in range(16):
+                health = await client.get("/health")
+                assert health.status_code == 200, health.text

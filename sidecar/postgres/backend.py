@@ -748,21 +748,32 @@ class Readers(db.Readers):
             else:
                 self._loop.call_soon_threadsafe(_settle, future, result, None)
 
-    def _connection(self) -> Connection:
+    def _connection(self) -> tuple[Connection, bool]:
+        """This thread's connection, and whether it is the one kept from earlier reads."""
         connection: Connection | None = getattr(self._local, "connection", None)
-        if connection is None or connection.raw.closed:  # the first, or lost (server away)
-            connection = connect(self._url)  # DatabaseUnavailable while it is still away
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        return connection
+        if connection is not None and not connection.raw.closed:
+            return connection, True
+        connection = connect(self._url)  # DatabaseUnavailable while the server is away
+        self._local.connection = connection
+        with self._lock:
+            self._connections.append(connection)
+        return connection, False
 
     def _run(self, sql: str, parameters: Parameters, all_: bool) -> Any:
-        try:
-            cursor = self._connection().query(sql, parameters)
-            return cursor.fetchall() if all_ else cursor.fetchone()
-        except psycopg.OperationalError as error:
-            raise DatabaseUnavailable(f"{redacted(self._url)}: {_first_line(error)}") from error
+        while True:
+            connection, kept = self._connection()
+            began = time.monotonic()
+            try:
+                cursor = connection.query(sql, parameters)
+                return cursor.fetchall() if all_ else cursor.fetchone()
+            except psycopg.OperationalError as error:
+                if kept and connection.raw.closed and time.monotonic() - began < 1:
+                    # Found closed at once: the server closed it while it sat unused (it
+                    # restarted meanwhile). A read is safe to run again, on a new connection,
+                    # before anyone is told. (A host gone silent took its timeouts: told.)
+                    continue
+                detail = f"{redacted(self._url)}: {_first_line(error)}"
+                raise DatabaseUnavailable(detail) from error
 
     def fetch_one(self, sql: str, parameters: Parameters = ()) -> Any:
         return self._run(sql, parameters, all_=False)
