@@ -300,7 +300,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics: requests, latency, database and WAL sizes, rows per table. */
+        /** Prometheus metrics: requests, latency, database size, rows per table (sidecar/metrics.py). */
         get: operations["getMetrics"];
         put?: never;
         post?: never;
