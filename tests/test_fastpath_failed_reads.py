@@ -4,7 +4,7 @@ again (on PostgreSQL a second round trip; with the server away, a second wait)."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -53,18 +53,7 @@ async def test_a_404_read_runs_once_and_answers_litestars_bytes(
     assert f"sidecar_http_requests_total{{{label}}} 2.0" in metrics
 
 
-@pytest.fixture
-def cluster(backend: str) -> Iterator[pg.Cluster]:
-    """A cluster of this test's own, since the test stops it."""
-    if backend != "postgres":
-        pytest.skip("a database server going away: PostgreSQL only")
-    own = pg.cluster_or_skip()
-    try:
-        yield own
-    finally:
-        own.stop()
-
-
+# A server going away: PostgreSQL only (conftest's `cluster`, not parametrised by backend).
 async def test_a_read_while_the_server_is_away_runs_once_and_answers_503(
     cluster: pg.Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
