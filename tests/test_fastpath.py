@@ -471,18 +471,25 @@ STRING_ID_WRITES = [
 ]
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count the calls of the fast path's async `name` (one item a call): which writes it
+    answered itself."""
+    calls: list[int] = []
+    original = getattr(fastpath_module, name)
+
+    async def counted(*args: Any) -> Any:
+        calls.append(1)
+        return await original(*args)
+
+    monkeypatch.setattr(fastpath_module, name, counted)
+    return calls
+
+
 @pytest.mark.parametrize("prefer", PREFER_FORMS)
 async def test_string_id_writes_answer_the_same_bytes_both_ways(
     make_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, prefer: str | None
 ) -> None:
-    answered_here: list[int] = []
-    plain_write = fastpath_module.write_without_key
-
-    async def counted(*args: Any) -> Any:
-        answered_here.append(1)
-        return await plain_write(*args)
-
-    monkeypatch.setattr(fastpath_module, "write_without_key", counted)
+    answered_here = count_calls(monkeypatch, "write_without_key")
     extra = {} if prefer is None else {"Prefer": prefer}
     fast, slow = await writes_both_ways(make_client, tmp_path, monkeypatch, STRING_ID_WRITES, extra)
     assert fast == slow
@@ -540,14 +547,7 @@ def keyed(writes: list[tuple[str, str, Any, dict[str, str]]]) -> list[Any]:
 async def test_keyed_writes_answer_the_same_bytes_both_ways_and_here(
     make_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    answered_here: list[int] = []
-    keyed_write = fastpath_module.write_with_key
-
-    async def counted(*args: Any) -> Any:
-        answered_here.append(1)
-        return await keyed_write(*args)
-
-    monkeypatch.setattr(fastpath_module, "write_with_key", counted)
+    answered_here = count_calls(monkeypatch, "write_with_key")
     # The test's clock (writes_both_ways) stands days back: keep its keys within their TTL.
     monkeypatch.setattr("sidecar.store.timestamp_before", lambda _: "2026-12-01T00:00:00.000Z")
     fast, slow = await writes_both_ways(make_client, tmp_path, monkeypatch, keyed(KEYED_WRITES))
